@@ -1,0 +1,270 @@
+"""One small storage interface with two backends: a local folder and Amazon S3.
+
+Everything the app keeps (drawings, predictions, feedback, model versions) goes
+through `Storage`, so the whole dataset and every model can be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
+
+
+class StorageError(Exception):
+    """Base class for storage failures."""
+
+
+class NotFound(StorageError, KeyError):
+    """The key does not exist."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional put lost: the object exists, or changed since it was read."""
+
+
+class StorageUnavailable(StorageError):
+    """The backend cannot be reached; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Blob:
+    data: bytes
+    etag: str
+
+
+class Storage(Protocol):
+    url: str
+
+    def put(
+        self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str:
+        """Store durably and return the new etag. Raises PreconditionFailed if a condition fails."""
+
+    def get(self, key: str) -> Blob: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield keys starting with prefix, in sorted order."""
+
+    def delete(self, key: str) -> None: ...
+
+    def ping(self) -> None:
+        """Raise StorageUnavailable if the backend cannot be reached."""
+
+
+def check_key(key: str) -> str:
+    if not _KEY_PATTERN.match(key) or ".." in key.split("/"):
+        raise ValueError(f"invalid storage key: {key!r}")
+    return key
+
+
+def etag_of(data: bytes) -> str:
+    """MD5 hex, the same value S3 gives a single-part upload."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+class LocalStorage:
+    """A folder on disk. Writes are atomic (temp file, fsync, rename) and durable."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.url = f"file://{self.root.resolve()}"
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(
+        self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._write_temp(path, data)
+        try:
+            if if_none_match:
+                self._link_new(tmp, path)
+            elif if_match is not None:
+                self._replace_if_match(tmp, path, if_match)
+            else:
+                os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return etag_of(data)
+
+    def _write_temp(self, path: Path, data: bytes) -> str:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    def _link_new(self, tmp: str, path: Path) -> None:
+        # link() fails if the target exists, atomically, even across processes.
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise PreconditionFailed(f"{path.name} already exists") from None
+
+    def _replace_if_match(self, tmp: str, path: Path, expected: str) -> None:
+        # A lock file serialises compare-and-swap between processes on this machine.
+        with open(path.parent / f".lock-{path.name}", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = etag_of(path.read_bytes())
+            except FileNotFoundError:
+                raise PreconditionFailed(f"{path.name} does not exist") from None
+            if current != expected:
+                raise PreconditionFailed(f"{path.name} changed since it was read")
+            os.replace(tmp, path)
+
+    def get(self, key: str) -> Blob:
+        try:
+            data = self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(key) from None
+        return Blob(data, etag_of(data))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self.root / os.path.dirname(prefix) if "/" in prefix else self.root
+        if not base.is_dir():
+            return
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = os.path.relpath(dirpath, self.root)
+            for name in filenames:
+                key = name if rel == "." else f"{rel}/{name}"
+                if not name.startswith(".") and key.startswith(prefix):
+                    keys.append(key)
+        yield from sorted(keys)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def ping(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageUnavailable(str(e)) from e
+        if not os.access(self.root, os.W_OK):
+            raise StorageUnavailable(f"{self.root} is not writable")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class S3Storage:
+    """An S3 bucket and prefix. The boto3 client is made on first use, not at import."""
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.endpoint_url = endpoint_url
+        self.url = f"s3://{bucket}/{self.prefix}"
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Short timeouts and few retries: a dead backend must turn into a quick 503.
+            config = Config(
+                connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
+            )
+            self._client = boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
+        return self._client
+
+    def put(
+        self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None
+    ) -> str:
+        args = {"Bucket": self.bucket, "Key": self.prefix + check_key(key), "Body": data}
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        if if_match is not None:
+            args["IfMatch"] = f'"{if_match}"'
+        with _translate_errors(key):
+            response = self.client.put_object(**args)
+        return response["ETag"].strip('"')
+
+    def get(self, key: str) -> Blob:
+        with _translate_errors(key):
+            response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+            data = response["Body"].read()
+        return Blob(data, response["ETag"].strip('"'))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        with _translate_errors(prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for item in page.get("Contents", []):
+                    yield item["Key"][len(self.prefix) :]
+
+    def delete(self, key: str) -> None:
+        with _translate_errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+
+    def ping(self) -> None:
+        with _translate_errors(""):
+            self.client.head_bucket(Bucket=self.bucket)
+
+
+class _translate_errors:
+    """Map botocore's exceptions onto the storage ones, so callers need not know S3."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or isinstance(exc, StorageError):
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise NotFound(self.key) from exc
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                raise PreconditionFailed(f"{self.key}: {code}") from exc
+            raise StorageUnavailable(f"S3 error {code} on {self.key}") from exc
+        if isinstance(exc, BotoCoreError):
+            raise StorageUnavailable(f"S3 unreachable: {exc}") from exc
+        return False
+
+
+def open_storage(url: str, endpoint_url: str | None = None) -> Storage:
+    """`s3://bucket/prefix` selects S3; a plain path or `file://path` selects a local folder."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"STORAGE_URL has no bucket: {url!r}")
+        return S3Storage(parsed.netloc, parsed.path, endpoint_url)
+    if parsed.scheme == "file":
+        return LocalStorage(parsed.path)
+    if parsed.scheme and len(parsed.scheme) > 1:
+        raise ValueError(f"unsupported STORAGE_URL scheme: {parsed.scheme!r}")
+    return LocalStorage(url)
