@@ -1,0 +1,131 @@
+"""The one preprocessing step, shared by training, serving and export: drawing -> MNIST input.
+
+MNIST was made by fitting each digit into a 20x20 box (keeping its aspect ratio, anti-aliased) and
+placing that box in a 28x28 field so the centre of mass sits in the middle. Drawings get the same
+treatment, so the nets see the same kind of input they were trained on.
+
+Only numpy and Pillow here: the web process imports this and must never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image, ImageChops
+
+SIZE = 28
+BOX = 20
+# MNIST's centre of mass sits at pixel index 14.0 (measured on the 60k training digits: +- 0.29).
+CENTRE = 14.0
+# Ink below this level (of 255) is anti-aliasing fringe or noise: it does not widen the bbox.
+INK_THRESHOLD = 40
+# A drawing whose ink spans less than this fraction of the canvas is a speck, not a digit:
+# 20 px on a 200 px canvas, above one dab of a 15 px brush, well below any digit people draw.
+MIN_EXTENT = 0.1
+
+_THRESHOLD_LUT = [0] * (INK_THRESHOLD + 1) + [255] * (255 - INK_THRESHOLD)
+
+
+def ink_image(image: Image.Image) -> Image.Image:
+    """Mode "L" image of ink (0 = paper, 255 = full ink), any transparency composited onto white."""
+    if "transparency" in image.info or image.mode in ("PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        # A canvas never filled sends black ink on transparent ground: lay it on white paper.
+        paper = Image.new("L", image.size, 255)
+        paper.paste(image.convert("L"), mask=image.getchannel("A"))
+        return ImageChops.invert(paper)
+    return ImageChops.invert(image.convert("L"))
+
+
+def ink_bbox(ink: Image.Image) -> tuple[int, int, int, int] | None:
+    """Bounding box (left, top, right, bottom) of the ink, or None if it is blank or a speck."""
+    bbox = ink.point(_THRESHOLD_LUT).getbbox()
+    if bbox is None:
+        return None
+    extent = max(bbox[2] - bbox[0], bbox[3] - bbox[1])
+    if extent < MIN_EXTENT * max(ink.size):
+        return None
+    return bbox
+
+
+def fit_box(crop: Image.Image, box: int = BOX) -> Image.Image:
+    """Scale so the longest side is `box` px, keeping the aspect ratio, anti-aliased."""
+    width, height = crop.size
+    scale = box / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # reducing_gap first box-averages big reductions: far faster than plain LANCZOS, as smooth.
+    return crop.resize(size, Image.LANCZOS, reducing_gap=2.0)
+
+
+def centre_by_mass(digit: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Place a float array in a size x size field so its centre of mass lands at CENTRE."""
+    height, width = digit.shape
+    total = digit.sum()
+    rows = np.arange(height, dtype=np.float32)
+    cols = np.arange(width, dtype=np.float32)
+    com_y = float(digit.sum(axis=1) @ rows / total)
+    com_x = float(digit.sum(axis=0) @ cols / total)
+    # Clamp so the whole digit stays in the field (MNIST's 20 px box always fits in 28).
+    top = min(max(round(CENTRE - com_y), 0), size - height)
+    left = min(max(round(CENTRE - com_x), 0), size - width)
+    field = np.zeros((size, size), dtype=np.float32)
+    field[top : top + height, left : left + width] = digit
+    return field
+
+
+def _normalised(fitted: Image.Image) -> np.ndarray:
+    """Float32 in [0, 1] with the darkest ink at 1, as in MNIST (thin strokes fade when shrunk)."""
+    digit = np.asarray(fitted, dtype=np.float32)
+    return digit / digit.max()
+
+
+def to_mnist(image: Image.Image) -> np.ndarray | None:
+    """Float32 [28, 28] in [0, 1], white ink on black like MNIST; None if the canvas is blank."""
+    ink = ink_image(image)
+    bbox = ink_bbox(ink)
+    if bbox is None:
+        return None
+    fitted = fit_box(ink.crop(bbox))
+    return centre_by_mass(_normalised(fitted))
+
+
+def preprocess_steps(image: Image.Image) -> list[tuple[str, Image.Image]]:
+    """Each intermediate image with a short title, for an explanation page. Stops early if blank."""
+    ink = ink_image(image)
+    steps = [
+        ("Drawing on white", ImageChops.invert(ink)),
+        ("Inverted: white ink on black", ink),
+    ]
+    bbox = ink_bbox(ink)
+    if bbox is None:
+        return [*steps, ("Blank: nothing to recognise", Image.new("L", (SIZE, SIZE)))]
+    crop = ink.crop(bbox)
+    fitted = fit_box(crop)
+    final = centre_by_mass(_normalised(fitted))
+    return [
+        *steps,
+        ("Cropped to the ink", crop),
+        (f"Fitted into {BOX}x{BOX}", fitted),
+        (f"Centred by mass in {SIZE}x{SIZE}", to_image(final)),
+    ]
+
+
+def to_image(arr28: np.ndarray) -> Image.Image:
+    """A [28, 28] float array in [0, 1] as a mode "L" image (white ink on black)."""
+    arr = np.asarray(arr28, dtype=np.float32).reshape(SIZE, SIZE)
+    return Image.fromarray(np.rint(np.clip(arr, 0.0, 1.0) * 255).astype(np.uint8), mode="L")
+
+
+def to_png_bytes(arr28: np.ndarray) -> bytes:
+    """A 28x28 greyscale PNG of the preprocessed input."""
+    buffer = io.BytesIO()
+    to_image(arr28).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def preview_data_url(arr28: np.ndarray) -> str:
+    """The 28x28 PNG as a "data:image/png;base64,..." URL for an <img> tag."""
+    return "data:image/png;base64," + base64.b64encode(to_png_bytes(arr28)).decode("ascii")
