@@ -203,8 +203,12 @@ class S3Storage:
             args["IfNoneMatch"] = "*"
         if if_match is not None:
             args["IfMatch"] = f'"{if_match}"'
-        with _translate_errors(key):
-            response = self.client.put_object(**args)
+        try:
+            with _translate_errors(key):
+                response = self.client.put_object(**args)
+        except NotFound:
+            # S3 answers 404 to IfMatch on a missing key; to callers it is a lost condition.
+            raise PreconditionFailed(f"{key} does not exist") from None
         return response["ETag"].strip('"')
 
     def get(self, key: str) -> Blob:

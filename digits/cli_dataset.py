@@ -1,0 +1,38 @@
+"""`flask --app main dataset …`: look at and export the collected drawings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from digits import dataset
+
+dataset_group = AppGroup("dataset", help="Inspect and export the collected drawings.")
+
+
+@dataset_group.command("stats")
+def stats_command() -> None:
+    """Print how many drawings there are per label."""
+    storage = current_app.extensions["storage"]
+    tally = dataset.counts(storage)
+    click.echo(f"storage: {storage.url}")
+    click.echo("label  count")
+    for label, count in tally.items():
+        click.echo(f"{label:>5}  {count:>5}")
+    click.echo(f"total  {sum(tally.values()):>5}")
+
+
+@dataset_group.command("export")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def export_command(out: Path) -> None:
+    """Write every drawing as PNG plus labels.csv into the zip file OUT."""
+    storage = current_app.extensions["storage"]
+    total = sum(dataset.counts(storage).values())
+    tmp = out.with_name(out.name + ".part")
+    with tmp.open("wb") as f, click.progressbar(length=total, label="exporting") as bar:
+        count = dataset.write_zip(storage, f, progress=lambda: bar.update(1))
+    tmp.replace(out)  # a half-written zip never carries the final name
+    click.echo(f"wrote {count} drawings to {out}")

@@ -1,0 +1,141 @@
+"""The project's own dataset: labelled drawings kept in storage.
+
+Each drawing is two objects under `drawings/<label>/`: the PNG, then its JSON
+metadata. The metadata is written last and is the commit marker, so a drawing
+whose metadata is missing was never acknowledged and is ignored.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import secrets
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+
+from digits import __version__
+from digits.storage import NotFound, Storage
+
+PREFIX = "drawings/"
+LABELS = [str(d) for d in range(10)] + ["none"]  # "none": the user said it is not a digit
+
+
+def new_name(label: str) -> str:
+    """Sortable by time, unique, and carrying its label: `3_20261124T053421123456_9f2c…`."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return f"{label}_{stamp}_{secrets.token_hex(6)}"
+
+
+def label_of(name: str) -> str:
+    label = name.split("_", 1)[0]
+    if label not in LABELS or "/" in name or not name.replace("_", "").isalnum():
+        raise ValueError(f"not a drawing name: {name!r}")
+    return label
+
+
+def image_key(name: str) -> str:
+    return f"{PREFIX}{label_of(name)}/{name}.png"
+
+
+def meta_key(name: str) -> str:
+    return f"{PREFIX}{label_of(name)}/{name}.json"
+
+
+def save_drawing(
+    storage: Storage, png: bytes, label: str, source: str, extra: dict | None = None
+) -> str:
+    """Store a labelled drawing durably and return its name."""
+    name = new_name(label)
+    meta = {
+        "name": name,
+        "label": label,
+        "source": source,
+        "created": datetime.now(UTC).isoformat(),
+        "size": [200, 200],
+        "bytes": len(png),
+        "app_version": __version__,
+        **(extra or {}),
+    }
+    storage.put(image_key(name), png, if_none_match=True)
+    try:
+        storage.put(meta_key(name), json.dumps(meta).encode(), if_none_match=True)
+    except Exception:
+        _forget(storage, image_key(name))
+        raise
+    return name
+
+
+def _forget(storage: Storage, key: str) -> None:
+    try:
+        storage.delete(key)
+    except Exception:
+        pass  # An orphan PNG without metadata is ignored by every reader.
+
+
+def names(storage: Storage, label: str | None = None) -> list[str]:
+    """Names of committed drawings, oldest first within each label."""
+    prefix = f"{PREFIX}{label}/" if label else PREFIX
+    found = []
+    for key in storage.list(prefix):
+        if key.endswith(".json"):
+            found.append(key.rsplit("/", 1)[1][: -len(".json")])
+    return found
+
+
+def newest_first(found: Iterable[str]) -> list[str]:
+    return sorted(found, key=lambda name: name.split("_", 1)[1], reverse=True)
+
+
+def counts(storage: Storage) -> dict[str, int]:
+    tally = {label: 0 for label in LABELS}
+    for name in names(storage):
+        tally[label_of(name)] += 1
+    return tally
+
+
+def metadata(storage: Storage, name: str) -> dict:
+    return json.loads(storage.get(meta_key(name)).data)
+
+
+def image(storage: Storage, name: str) -> bytes:
+    metadata(storage, name)  # raises NotFound unless the drawing was committed
+    return storage.get(image_key(name)).data
+
+
+def delete(storage: Storage, name: str) -> None:
+    """Remove the metadata first, so a half-finished delete leaves no visible drawing."""
+    metadata(storage, name)
+    storage.delete(meta_key(name))
+    storage.delete(image_key(name))
+
+
+def iter_drawings(storage: Storage, found: list[str]) -> Iterator[tuple[dict, bytes]]:
+    for name in found:
+        try:
+            yield metadata(storage, name), storage.get(image_key(name)).data
+        except NotFound:
+            continue  # deleted while we were reading
+
+
+def write_zip(
+    storage: Storage,
+    out: io.RawIOBase | io.BufferedIOBase,
+    progress: Callable[[], None] | None = None,
+) -> int:
+    """Write every drawing as `<label>/<name>.png` plus `labels.csv`; return the count."""
+    table = io.StringIO()
+    rows = csv.writer(table)
+    rows.writerow(["file", "label", "source", "created"])
+    count = 0
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for meta, png in iter_drawings(storage, names(storage)):
+            file = f"{meta['label']}/{meta['name']}.png"
+            archive.writestr(file, png)
+            rows.writerow([file, meta["label"], meta.get("source", ""), meta.get("created", "")])
+            count += 1
+            if progress:
+                progress()
+        archive.writestr("labels.csv", table.getvalue())
+    return count

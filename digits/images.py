@@ -1,0 +1,73 @@
+"""Decoding the canvas's `data:image/png;base64,…` URLs, safely.
+
+Every image that reaches the app goes through `decode_drawing`, so the checks
+(base64, PNG signature, size, pixel count) live in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+
+from PIL import Image
+
+CANVAS_SIZE = (200, 200)
+DATA_URL_PREFIX = "data:image/png;base64,"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow decodes lazily: the header gives the size before any pixel is inflated,
+# so anything larger than the canvas is refused before it can expand in memory.
+MAX_PIXELS = CANVAS_SIZE[0] * CANVAS_SIZE[1]
+
+
+class BadInput(ValueError):
+    """The request cannot be accepted; the message says why, for the client."""
+
+
+def decode_drawing(value: object) -> tuple[bytes, Image.Image]:
+    """Return the PNG bytes and the decoded image of a 200×200 canvas data URL."""
+    png = png_bytes_from_data_url(value)
+    return png, open_png(png)
+
+
+def png_bytes_from_data_url(value: object) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise BadInput("imageBase64 is missing")
+    if not value.startswith(DATA_URL_PREFIX):
+        raise BadInput("imageBase64 must be a data:image/png;base64 URL")
+    try:
+        png = base64.b64decode(value[len(DATA_URL_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput("imageBase64 is not valid base64") from None
+    if not png.startswith(PNG_SIGNATURE):
+        raise BadInput("imageBase64 is not a PNG image")
+    return png
+
+
+def open_png(png: bytes) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(png), formats=["PNG"])
+    except Image.DecompressionBombError:
+        raise BadInput("the image has far too many pixels; it must be 200×200") from None
+    except Exception:
+        raise BadInput("imageBase64 is not a readable PNG image") from None
+    if image.size != CANVAS_SIZE or image.width * image.height > MAX_PIXELS:
+        raise BadInput(f"the image must be 200×200 pixels, not {image.width}×{image.height}")
+    try:
+        image.load()
+    except Exception:
+        raise BadInput("imageBase64 is a damaged PNG image") from None
+    return image
+
+
+def parse_label(value: object) -> int:
+    """A digit label from a form or JSON field: "0"–"9" or 0–9."""
+    if isinstance(value, bool):
+        raise BadInput("digit must be a single digit 0–9")
+    if isinstance(value, int) and 0 <= value <= 9:
+        return value
+    if isinstance(value, str) and len(value) == 1 and value in "0123456789":
+        return int(value)
+    if value is None or value == "":
+        raise BadInput("digit is missing")
+    raise BadInput("digit must be a single digit 0–9")

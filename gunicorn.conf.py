@@ -1,0 +1,47 @@
+"""Gunicorn settings for Heroku (and any box): every value explained.
+
+Heroku starts `web: gunicorn 'main:create_app()'` from the Procfile; gunicorn
+reads this file from the working directory by itself.
+"""
+
+import os
+
+# Heroku tells the dyno which port to listen on; 5000 is the local default.
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+
+# Heroku sets WEB_CONCURRENCY to suit the dyno's memory. Each worker holds both
+# nets in LiteRT (about 50 MB), so two fit easily in a 512 MB dyno.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+
+# Threads let one worker overlap storage I/O (S3 round trips) with predictions,
+# which release the GIL inside LiteRT. Each thread gets its own interpreter.
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+
+# Heroku's router gives up on a request after 30 s; stop a stuck worker before it does.
+timeout = 25
+
+# On a restart or deploy, finish requests in flight before exiting (Heroku
+# waits 30 s between SIGTERM and SIGKILL).
+graceful_timeout = 20
+
+# Heroku's router keeps connections open to the dyno; a short keep-alive is enough.
+keepalive = 5
+
+# Each worker loads its own models after the fork: the model watcher is a
+# thread, and threads do not survive a fork, so preloading would leave it dead.
+preload_app = False
+
+# The app writes one structured log line per request itself, so gunicorn's
+# access log would only repeat it. Errors still go to stderr, which Heroku collects.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+
+# Recycle workers now and then, with jitter so they do not all restart together;
+# this bounds any slow memory growth without a visible pause.
+max_requests = 20000
+max_requests_jitter = 2000
+
+# Heroku's router sets X-Forwarded-For and X-Forwarded-Proto; trust them.
+forwarded_allow_ips = "*"

@@ -1,0 +1,177 @@
+"""The Digits web app: `create_app` and the routes.
+
+Importing this module loads no TensorFlow, makes no boto3 client and loads no
+model; `create_app` attaches services to `app.extensions` so tests can swap them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from flask import Flask, abort, current_app, jsonify, request, send_file
+from werkzeug.exceptions import HTTPException
+
+from digits import dataset
+from digits.auth import admin_required
+from digits.images import BadInput, decode_drawing, parse_label
+from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
+
+ROOT = Path(__file__).resolve().parent
+# Settings read from the environment when set; secrets come only from there.
+ENV_SETTINGS = ("STORAGE_URL", "AWS_ENDPOINT_URL", "MODELS_DIR", "ADMIN_TOKEN")
+JSON_PREFIXES = ("/api/", "/hook", "/healthz")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(
+        STORAGE_URL=os.path.join(app.instance_path, "storage"),
+        AWS_ENDPOINT_URL=None,
+        MODELS_DIR=str(ROOT / "models"),
+        ADMIN_TOKEN="",
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    app.config.update({k: os.environ[k] for k in ENV_SETTINGS if os.environ.get(k)})
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["storage"] = app.config.get("STORAGE") or open_storage(
+        app.config["STORAGE_URL"], app.config["AWS_ENDPOINT_URL"]
+    )
+    register_cli(app)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(BadInput, lambda e: (jsonify(error=str(e)), 400))
+    app.register_error_handler(StorageUnavailable, storage_unavailable)
+    app.before_request(check_body)
+    register_routes(app)
+    return app
+
+
+def register_cli(app: Flask) -> None:
+    from digits.cli_dataset import dataset_group
+
+    app.cli.add_command(dataset_group)
+
+
+def storage() -> Storage:
+    return current_app.extensions["storage"]
+
+
+def http_error(error: HTTPException):
+    if not request.path.startswith(JSON_PREFIXES):
+        return error
+    return jsonify(error=error.description), error.code
+
+
+def storage_unavailable(error: StorageUnavailable):
+    current_app.logger.error("storage unavailable: %s", error)
+    message = "storage is unavailable right now; nothing was saved, please try again"
+    return jsonify(error=message), 503
+
+
+def check_body() -> None:
+    """Refuse oversized and unsupported bodies before anything reads them."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        abort(413, f"the request body is larger than {limit // 1024} KB")
+    if request.mimetype not in (
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        abort(415, "send JSON (application/json) or a form (application/x-www-form-urlencoded)")
+
+
+def request_fields() -> dict:
+    if request.mimetype == "application/json":
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise BadInput("the body is not a JSON object")
+        return data
+    return request.form.to_dict()
+
+
+def register_routes(app: Flask) -> None:
+    app.add_url_rule("/hook", view_func=hook, methods=["POST"])
+    app.add_url_rule("/healthz", view_func=healthz)
+    app.add_url_rule("/api/dataset/counts", view_func=dataset_counts)
+    app.add_url_rule("/api/dataset", view_func=dataset_page)
+    app.add_url_rule("/api/dataset/image/<name>", view_func=dataset_image)
+    app.add_url_rule("/api/dataset/<name>", view_func=dataset_delete, methods=["DELETE"])
+    app.add_url_rule("/api/dataset/export", view_func=dataset_export)
+
+
+def hook():
+    """Save a labelled drawing (the original site's contract)."""
+    fields = request_fields()
+    label = parse_label(fields.get("digit"))
+    png, _ = decode_drawing(fields.get("imageBase64"))
+    name = dataset.save_drawing(storage(), png, str(label), "collect")
+    return jsonify(saved=True, name=name), 201
+
+
+def healthz():
+    try:
+        storage().ping()
+        storage_state = "ok"
+    except StorageUnavailable:
+        storage_state = "unavailable"
+    return jsonify(status="ok", storage=storage_state)
+
+
+def dataset_counts():
+    tally = dataset.counts(storage())
+    return jsonify(counts={d: tally[d] for d in "0123456789"}, total=sum(tally.values()))
+
+
+def dataset_page():
+    label = request.args.get("label") or None
+    if label is not None and label not in dataset.LABELS:
+        raise BadInput("label must be 0–9 or none")
+    page = request.args.get("page", 1, type=int)
+    per_page = min(max(request.args.get("per_page", 48, type=int), 1), 200)
+    found = dataset.newest_first(dataset.names(storage(), label))
+    pages = max(1, -(-len(found) // per_page))
+    chosen = found[(page - 1) * per_page : page * per_page] if page >= 1 else []
+    items = [gallery_item(meta) for meta, _ in dataset.iter_drawings(storage(), chosen)]
+    return jsonify(items=items, page=page, pages=pages, total=len(found))
+
+
+def gallery_item(meta: dict) -> dict:
+    name = meta["name"]
+    return {
+        "name": name,
+        "label": meta["label"],
+        "created": meta.get("created"),
+        "source": meta.get("source"),
+        "url": f"/api/dataset/image/{name}",
+        "delete_url": f"/api/dataset/{name}",
+    }
+
+
+def dataset_image(name: str):
+    try:
+        png = dataset.image(storage(), name)
+    except (ValueError, NotFound):
+        abort(404, "no such drawing")
+    return send_file(io.BytesIO(png), mimetype="image/png", max_age=3600)
+
+
+@admin_required
+def dataset_delete(name: str):
+    try:
+        dataset.delete(storage(), name)
+    except (ValueError, NotFound):
+        abort(404, "no such drawing")
+    return jsonify(deleted=True, name=name)
+
+
+@admin_required
+def dataset_export():
+    buffer = io.BytesIO()
+    dataset.write_zip(storage(), buffer)
+    buffer.seek(0)
+    return send_file(buffer, mimetype="application/zip", download_name="digits-dataset.zip")

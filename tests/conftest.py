@@ -1,0 +1,131 @@
+"""Shared fixtures, in the style of Flask's tutorial: app, client, runner, plus a real S3 server."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from main import create_app
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def storage_dir(tmp_path: Path) -> Path:
+    return tmp_path / "storage"
+
+
+@pytest.fixture
+def app(storage_dir: Path):
+    return create_app({"TESTING": True, "STORAGE_URL": str(storage_dir)})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class S3Server:
+    """moto's standalone server: real HTTP on 127.0.0.1, started and stopped by the tests."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        moto = shutil.which("moto_server", path=str(BIN)) or "moto_server"
+        self.process = subprocess.Popen(
+            [moto, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    server = S3Server()
+    server.start()
+    import boto3
+
+    boto3.client("s3", endpoint_url=server.endpoint).create_bucket(Bucket="digits-test")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_server) -> str:
+    """A fresh prefix in the test bucket, so tests never see each other's objects."""
+    return f"s3://digits-test/run-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def s3_app(s3_server, s3_url):
+    return create_app(
+        {"TESTING": True, "STORAGE_URL": s3_url, "AWS_ENDPOINT_URL": s3_server.endpoint}
+    )
+
+
+def drawing_png(
+    lines=(((60, 40), (140, 40), (90, 170)),), width: int = 16, mode: str = "RGB"
+) -> bytes:
+    """A 200×200 canvas image with black strokes, as the page sends it."""
+    background = (255, 255, 255, 0) if mode == "RGBA" else "white"
+    image = Image.new(mode, (200, 200), background)
+    draw = ImageDraw.Draw(image)
+    for points in lines:
+        draw.line(points, fill="black", width=width, joint="curve")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+@pytest.fixture
+def drawing_url() -> str:
+    return data_url(drawing_png())

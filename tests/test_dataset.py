@@ -1,0 +1,98 @@
+"""The dataset API, the admin guard and the `flask dataset` commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+
+import pytest
+
+from main import create_app
+from tests.conftest import drawing_png
+
+
+def save(client, url, digit):
+    response = client.post("/hook", data={"imageBase64": url, "digit": str(digit)})
+    assert response.status_code == 201
+    return response.json["name"]
+
+
+def test_counts_and_gallery(client, drawing_url):
+    names = [save(client, drawing_url, d) for d in (3, 3, 5)]
+    counts = client.get("/api/dataset/counts").json
+    assert counts["counts"]["3"] == 2 and counts["counts"]["5"] == 1 and counts["total"] == 3
+    page = client.get("/api/dataset?label=3").json
+    assert page["total"] == 2 and {i["name"] for i in page["items"]} == set(names[:2])
+    image = client.get(page["items"][0]["url"])
+    assert image.status_code == 200 and image.data == drawing_png()
+
+
+def test_gallery_pages_newest_first(client, drawing_url):
+    names = [save(client, drawing_url, 1) for _ in range(5)]
+    first = client.get("/api/dataset?per_page=2&page=1").json
+    third = client.get("/api/dataset?per_page=2&page=3").json
+    assert first["pages"] == 3 and first["total"] == 5
+    assert [i["name"] for i in first["items"]] == names[::-1][:2]
+    assert [i["name"] for i in third["items"]] == names[:1]
+
+
+def test_gallery_rejects_bad_label(client):
+    assert client.get("/api/dataset?label=12").status_code == 400
+
+
+def test_unknown_image_is_404(client):
+    assert client.get("/api/dataset/image/3_nope_abc").status_code == 404
+    assert client.get("/api/dataset/image/..%2Fetc").status_code == 404
+
+
+@pytest.fixture
+def admin_client(storage_dir):
+    app = create_app({"TESTING": True, "STORAGE_URL": str(storage_dir), "ADMIN_TOKEN": "s3cret"})
+    return app.test_client()
+
+
+def test_admin_endpoints_are_off_without_token(client, drawing_url):
+    name = save(client, drawing_url, 4)
+    assert client.get("/api/dataset/export").status_code == 403
+    assert client.delete(f"/api/dataset/{name}").status_code == 403
+    assert client.get("/api/dataset/counts").json["total"] == 1
+
+
+def test_admin_endpoints_need_the_right_token(admin_client, drawing_url):
+    name = save(admin_client, drawing_url, 4)
+    assert admin_client.delete(f"/api/dataset/{name}").status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert admin_client.delete(f"/api/dataset/{name}", headers=wrong).status_code == 403
+    right = {"Authorization": "Bearer s3cret"}
+    assert admin_client.delete(f"/api/dataset/{name}", headers=right).json == {
+        "deleted": True,
+        "name": name,
+    }
+    assert admin_client.get("/api/dataset/counts").json["total"] == 0
+    assert admin_client.delete(f"/api/dataset/{name}", headers=right).status_code == 404
+
+
+def test_export_zip_over_http(admin_client, drawing_url):
+    names = [save(admin_client, drawing_url, d) for d in (0, 9)]
+    response = admin_client.get("/api/dataset/export", headers={"Authorization": "Bearer s3cret"})
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    rows = list(csv.DictReader(io.StringIO(archive.read("labels.csv").decode())))
+    assert sorted(r["file"] for r in rows) == sorted(f"{n[0]}/{n}.png" for n in names)
+    assert archive.read(rows[0]["file"]) == drawing_png()
+
+
+def test_cli_stats_and_export(client, runner, drawing_url, tmp_path):
+    for digit in (2, 2, 7):
+        save(client, drawing_url, digit)
+    result = runner.invoke(args=["dataset", "stats"])
+    assert result.exit_code == 0
+    lines = dict(line.split() for line in result.output.splitlines()[2:])
+    assert lines["2"] == "2" and lines["7"] == "1" and lines["total"] == "3"
+    out = tmp_path / "export.zip"
+    result = runner.invoke(args=["dataset", "export", str(out)])
+    assert result.exit_code == 0 and "wrote 3 drawings" in result.output
+    archive = zipfile.ZipFile(out)
+    assert len([n for n in archive.namelist() if n.endswith(".png")]) == 3
+    assert "labels.csv" in archive.namelist()

@@ -1,0 +1,43 @@
+"""Deploy files agree with each other and with the design."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_runtime_txt_and_python_version_agree():
+    runtime = (ROOT / "runtime.txt").read_text().strip()
+    python_version = (ROOT / ".python-version").read_text().strip()
+    assert runtime == f"python-{python_version}"
+
+
+def test_procfile_serves_the_factory_with_gunicorn():
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    assert "web: gunicorn 'main:create_app()'" in lines
+
+
+def test_requirements_are_pinned_and_use_tensorflow_cpu():
+    lines = [
+        line.split("#")[0].strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
+    assert all("==" in line for line in lines), lines
+    names = {line.split("==")[0].lower() for line in lines}
+    assert "tensorflow-cpu" in names and "tensorflow" not in names
+    assert {"flask", "flask-cors", "boto3", "numpy", "pillow", "gunicorn"} <= names
+
+
+def test_importing_main_loads_no_tensorflow_boto3_or_model():
+    code = (
+        "import sys, main; "
+        "mods = ('tensorflow', 'boto3', 'keras', 'ai_edge_litert'); "
+        "bad = [m for m in mods if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

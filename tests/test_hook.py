@@ -1,0 +1,203 @@
+"""POST /hook: the original site's contract for saving a labelled drawing."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zlib
+
+import pytest
+from PIL import Image
+
+from tests.conftest import data_url, drawing_png
+
+
+def stored_files(storage_dir):
+    if not storage_dir.exists():
+        return []
+    return sorted(
+        p.relative_to(storage_dir).as_posix()
+        for p in storage_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
+
+
+def test_form_post_saves_drawing_and_metadata(client, storage_dir, drawing_url):
+    response = client.post("/hook", data={"imageBase64": drawing_url, "digit": "7"})
+    assert response.status_code == 201
+    name = response.json["name"]
+    assert response.json["saved"] is True
+    assert name.startswith("7_")
+    png = storage_dir / "drawings" / "7" / f"{name}.png"
+    meta = json.loads((storage_dir / "drawings" / "7" / f"{name}.json").read_text())
+    assert png.read_bytes() == drawing_png()
+    assert meta["label"] == "7" and meta["source"] == "collect"
+    assert meta["size"] == [200, 200] and meta["bytes"] == len(drawing_png())
+    assert meta["created"] and meta["app_version"]
+
+
+def test_json_post_saves_drawing(client, storage_dir, drawing_url):
+    response = client.post("/hook", json={"imageBase64": drawing_url, "digit": 0})
+    assert response.status_code == 201
+    assert response.json["name"].startswith("0_")
+    assert len(stored_files(storage_dir)) == 2
+
+
+def test_names_are_unique(client, drawing_url):
+    names = {
+        client.post("/hook", data={"imageBase64": drawing_url, "digit": "1"}).json["name"]
+        for _ in range(5)
+    }
+    assert len(names) == 5
+
+
+def png_of(size, mode="RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, "white").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 200), "white").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def bomb_png() -> bytes:
+    """A valid PNG header claiming 20000×20000 pixels, with a tiny compressed body."""
+    import struct
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * 20001 * 50)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
+
+
+BAD_FIELDS = [
+    ({"digit": "3"}, "imageBase64 is missing"),
+    ({"imageBase64": "DRAWING"}, "digit is missing"),
+    ({"imageBase64": "DRAWING", "digit": "10"}, "digit must be"),
+    ({"imageBase64": "DRAWING", "digit": "-1"}, "digit must be"),
+    ({"imageBase64": "DRAWING", "digit": "a"}, "digit must be"),
+    ({"imageBase64": "hello", "digit": "3"}, "data:image/png;base64"),
+    ({"imageBase64": "data:image/png;base64,@@@not base64", "digit": "3"}, "not valid base64"),
+    ({"imageBase64": data_url(b"just some bytes"), "digit": "3"}, "not a PNG"),
+    (
+        {"imageBase64": "data:image/png;base64," + base64.b64encode(jpeg()).decode(), "digit": "3"},
+        "not a PNG",
+    ),
+    ({"imageBase64": data_url(png_of((28, 28))), "digit": "3"}, "200×200"),
+    ({"imageBase64": data_url(png_of((200, 201))), "digit": "3"}, "200×200"),
+    ({"imageBase64": data_url(bomb_png()), "digit": "3"}, "200×200"),
+    ({"imageBase64": data_url(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50), "digit": "3"}, "PNG"),
+]
+
+
+@pytest.mark.parametrize("fields, message", BAD_FIELDS)
+def test_bad_input_gets_400_and_stores_nothing(client, storage_dir, drawing_url, fields, message):
+    fields = {k: (drawing_url if v == "DRAWING" else v) for k, v in fields.items()}
+    for response in (client.post("/hook", data=fields), client.post("/hook", json=fields)):
+        assert response.status_code == 400
+        assert message in response.json["error"]
+    assert stored_files(storage_dir) == []
+
+
+def test_truncated_png_is_refused(client, storage_dir):
+    png = drawing_png()
+    response = client.post(
+        "/hook", data={"imageBase64": data_url(png[: len(png) // 2]), "digit": "3"}
+    )
+    assert response.status_code == 400
+    assert stored_files(storage_dir) == []
+
+
+def test_json_that_is_not_an_object_gets_400(client, storage_dir):
+    for body in ("[1, 2]", "not json", '"text"'):
+        response = client.post("/hook", data=body, content_type="application/json")
+        assert response.status_code == 400
+        assert "JSON object" in response.json["error"]
+    assert stored_files(storage_dir) == []
+
+
+def test_body_over_one_megabyte_gets_413(client, storage_dir):
+    big = "data:image/png;base64," + "A" * (1024 * 1024 + 10)
+    for response in (
+        client.post("/hook", data={"imageBase64": big, "digit": "3"}),
+        client.post("/hook", json={"imageBase64": big, "digit": "3"}),
+    ):
+        assert response.status_code == 413
+        assert "larger than" in response.json["error"]
+    assert stored_files(storage_dir) == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "image/png", "application/xml", None])
+def test_unsupported_content_type_gets_415(client, storage_dir, content_type):
+    response = client.post("/hook", data=b"imageBase64=x&digit=3", content_type=content_type)
+    assert response.status_code == 415
+    assert "JSON" in response.json["error"]
+    assert stored_files(storage_dir) == []
+
+
+def test_get_is_not_allowed_and_answers_json(client):
+    response = client.get("/hook")
+    assert response.status_code == 405
+    assert "error" in response.json
+
+
+def test_transparent_canvas_is_accepted(client, storage_dir):
+    url = data_url(drawing_png(mode="RGBA"))
+    assert client.post("/hook", data={"imageBase64": url, "digit": "4"}).status_code == 201
+
+
+def test_failed_metadata_write_leaves_nothing(app, client, storage_dir, drawing_url, monkeypatch):
+    storage = app.extensions["storage"]
+    real_put = storage.put
+
+    def failing_put(key, data, **kw):
+        if key.endswith(".json"):
+            from digits.storage import StorageUnavailable
+
+            raise StorageUnavailable("disk on fire")
+        return real_put(key, data, **kw)
+
+    monkeypatch.setattr(storage, "put", failing_put)
+    response = client.post("/hook", data={"imageBase64": drawing_url, "digit": "5"})
+    assert response.status_code == 503
+    assert "nothing was saved" in response.json["error"]
+    assert stored_files(storage_dir) == []
+    assert client.get("/api/dataset/counts").json["total"] == 0
+
+
+@pytest.mark.s3
+def test_hook_saves_to_s3(s3_app, s3_server, s3_url, drawing_url):
+    response = s3_app.test_client().post("/hook", data={"imageBase64": drawing_url, "digit": "2"})
+    assert response.status_code == 201
+    import boto3
+
+    bucket, prefix = s3_url[len("s3://") :].split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=s3_server.endpoint)
+    name = response.json["name"]
+    body = s3.get_object(Bucket=bucket, Key=f"{prefix}/drawings/2/{name}.png")["Body"].read()
+    assert body == drawing_png()
+    meta = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"{prefix}/drawings/2/{name}.json")["Body"].read()
+    )
+    assert meta["label"] == "2"
+
+
+def test_s3_down_gives_503_and_no_false_ok(drawing_url, tmp_path):
+    from main import create_app
+
+    app = create_app(
+        {"TESTING": True, "STORAGE_URL": "s3://bucket/x", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    )
+    response = app.test_client().post("/hook", data={"imageBase64": drawing_url, "digit": "2"})
+    assert response.status_code == 503
+    assert "saved" not in response.json

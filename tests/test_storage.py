@@ -1,0 +1,126 @@
+"""The storage interface, run against both backends: a local folder and S3 over HTTP."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from digits.storage import (
+    LocalStorage,
+    NotFound,
+    PreconditionFailed,
+    S3Storage,
+    StorageUnavailable,
+    open_storage,
+)
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStorage(tmp_path / "store")
+    server = request.getfixturevalue("s3_server")
+    return open_storage(request.getfixturevalue("s3_url"), server.endpoint)
+
+
+def test_put_get_roundtrip(store):
+    etag = store.put("a/b.txt", b"hello")
+    blob = store.get("a/b.txt")
+    assert blob.data == b"hello"
+    assert blob.etag == etag
+
+
+def test_get_missing_raises_not_found(store):
+    with pytest.raises(NotFound):
+        store.get("missing/key")
+
+
+def test_list_by_prefix_is_sorted_and_filtered(store):
+    for key in ["x/2", "x/1", "y/1", "x/sub/3"]:
+        store.put(key, b".")
+    assert list(store.list("x/")) == ["x/1", "x/2", "x/sub/3"]
+    assert list(store.list("y")) == ["y/1"]
+    assert list(store.list("nothing/")) == []
+
+
+def test_delete(store):
+    store.put("k", b"v")
+    store.delete("k")
+    with pytest.raises(NotFound):
+        store.get("k")
+    store.delete("k")  # deleting twice is fine
+
+
+def test_if_none_match_refuses_to_overwrite(store):
+    store.put("pointer", b"one", if_none_match=True)
+    with pytest.raises(PreconditionFailed):
+        store.put("pointer", b"two", if_none_match=True)
+    assert store.get("pointer").data == b"one"
+
+
+def test_if_match_is_compare_and_swap(store):
+    first = store.put("pointer", b"v1")
+    second = store.put("pointer", b"v2", if_match=first)
+    with pytest.raises(PreconditionFailed):
+        store.put("pointer", b"v3", if_match=first)
+    assert store.get("pointer").data == b"v2"
+    assert store.get("pointer").etag == second
+
+
+def test_if_match_on_missing_key_fails(store):
+    with pytest.raises(PreconditionFailed):
+        store.put("absent", b"x", if_match="0" * 32)
+
+
+def test_concurrent_conditional_puts_have_one_winner(store):
+    winners = []
+
+    def claim(i: int) -> None:
+        try:
+            store.put("claim", str(i).encode(), if_none_match=True)
+            winners.append(i)
+        except PreconditionFailed:
+            pass
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(winners) == 1
+    assert store.get("claim").data == str(winners[0]).encode()
+
+
+def test_keys_that_escape_are_refused(store):
+    for bad in ["../etc/passwd", "/abs", "a//b", "a/../b", ""]:
+        with pytest.raises(ValueError):
+            store.put(bad, b"x")
+
+
+def test_local_write_leaves_no_temp_files(tmp_path):
+    store = LocalStorage(tmp_path)
+    store.put("d/k", b"x")
+    with pytest.raises(PreconditionFailed):
+        store.put("d/k", b"y", if_none_match=True)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir() if not p.name.startswith(".lock")) == [
+        "k"
+    ]
+
+
+def test_open_storage_selects_backend(tmp_path):
+    assert isinstance(open_storage(str(tmp_path)), LocalStorage)
+    assert isinstance(open_storage(f"file://{tmp_path}"), LocalStorage)
+    s3 = open_storage("s3://bucket/some/prefix")
+    assert isinstance(s3, S3Storage)
+    assert (s3.bucket, s3.prefix) == ("bucket", "some/prefix/")
+    with pytest.raises(ValueError):
+        open_storage("ftp://host/x")
+
+
+def test_unreachable_s3_is_unavailable():
+    store = S3Storage("bucket", endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(StorageUnavailable):
+        store.put("k", b"v")
+    with pytest.raises(StorageUnavailable):
+        store.ping()
