@@ -46,9 +46,18 @@ class Storage(Protocol):
     url: str
 
     def put(
-        self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        durable: bool = True,
     ) -> str:
-        """Store durably and return the new etag. Raises PreconditionFailed if a condition fails."""
+        """Store and return the new etag. Raises PreconditionFailed if a condition fails.
+
+        `durable=False` may skip the flush to disk: for records nobody was told were saved.
+        """
 
     def get(self, key: str) -> Blob: ...
 
@@ -83,11 +92,17 @@ class LocalStorage:
         return self.root / check_key(key)
 
     def put(
-        self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        durable: bool = True,
     ) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._write_temp(path, data)
+        tmp = self._write_temp(path, data, durable)
         try:
             if if_none_match:
                 self._link_new(tmp, path)
@@ -95,18 +110,20 @@ class LocalStorage:
                 self._replace_if_match(tmp, path, if_match)
             else:
                 os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            if durable:
+                _fsync_dir(path.parent)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return etag_of(data)
 
-    def _write_temp(self, path: Path, data: bytes) -> str:
+    def _write_temp(self, path: Path, data: bytes, durable: bool) -> str:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         return tmp
 
     def _link_new(self, tmp: str, path: Path) -> None:
@@ -196,8 +213,15 @@ class S3Storage:
         return self._client
 
     def put(
-        self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        durable: bool = True,
     ) -> str:
+        # Every S3 write is durable once acknowledged, so `durable` changes nothing here.
         args = {"Bucket": self.bucket, "Key": self.prefix + check_key(key), "Body": data}
         if if_none_match:
             args["IfNoneMatch"] = "*"
