@@ -1,0 +1,160 @@
+"""The HTML pages. All behaviour lives in static JS; these routes only render templates.
+
+The JSON API is another blueprint's job: pages reach it through the paths in
+`api_urls()`, handed to the scripts in data-* attributes (no inline scripts: the
+Content-Security-Policy allows files from this origin only).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+bp = Blueprint("pages", __name__)
+
+# Paths of the JSON API as the contracts fix them. Kept literal (the API's
+# endpoint names belong to another module) but prefixed with script_root so the
+# app still works when mounted below a sub-path.
+_API_PATHS = {
+    "predict": "/api/predict",
+    "feedback": "/api/feedback",
+    "hook": "/hook",
+    "counts": "/api/dataset/counts",
+    "dataset": "/api/dataset",
+    "export": "/api/dataset/export",
+    "stats": "/api/stats",
+}
+
+NETS = ("fnn", "cnn")
+SAMPLE_DRAWING = "img/sample-drawing.png"
+
+
+def api_urls() -> dict[str, str]:
+    return {name: request.script_root + path for name, path in _API_PATHS.items()}
+
+
+@bp.app_context_processor
+def _inject_api_urls() -> dict:
+    return {"api_urls": api_urls}
+
+
+@bp.route("/")
+def index():
+    return render_template("index.html", page="index")
+
+
+@bp.route("/collect")
+def collect():
+    return render_template("collect.html", page="collect")
+
+
+@bp.route("/stats")
+def stats():
+    return render_template("stats.html", page="stats")
+
+
+@bp.route("/dataset")
+def dataset():
+    return render_template("dataset.html", page="dataset")
+
+
+@bp.route("/about")
+def about():
+    return render_template("about.html", page="about")
+
+
+@bp.route("/models")
+def models():
+    cards = {net: load_model_card(net) for net in NETS}
+    return render_template("models.html", page="models", cards=cards)
+
+
+@bp.route("/internals")
+def internals():
+    steps, problem = preprocessing_pictures()
+    return render_template("internals.html", page="internals", steps=steps, problem=problem)
+
+
+def models_dir() -> Path:
+    configured = current_app.config.get("MODELS_DIR")
+    return Path(configured) if configured else Path(current_app.root_path) / "models"
+
+
+def load_model_card(net: str) -> dict | None:
+    """The metrics JSON a training run writes next to the model, or None before the first run."""
+    path = models_dir() / f"{net}.json"
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        current_app.logger.exception("unreadable model card %s", path)
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def preprocessing_pictures() -> tuple[list[dict], str | None]:
+    """Each preprocessing step applied to a real drawing, as data-URL PNGs.
+
+    Returns (steps, problem): problem is a sentence for the reader when the
+    pictures cannot be made, so the page explains itself instead of failing.
+    """
+    try:
+        from PIL import Image
+
+        from digits.preprocess import preprocess_steps
+    except ImportError:
+        return (
+            [],
+            "The preprocessing module is not installed yet, so there are no pictures to show.",
+        )
+    sample = Path(current_app.static_folder) / SAMPLE_DRAWING
+    try:
+        with Image.open(sample) as drawing:
+            steps = preprocess_steps(drawing.convert("RGB"))
+    except Exception:  # a bug there must not take the whole page down
+        current_app.logger.exception("preprocess_steps failed on %s", sample)
+        return [], "The preprocessing pictures could not be made (see the server log)."
+    return [_step_picture(title, image) for title, image in steps], None
+
+
+def _step_picture(title: str, image) -> dict:
+    return {
+        "title": title,
+        "src": _data_url(_upscale(image)),
+        "size": f"{image.width}×{image.height}",
+    }
+
+
+def _upscale(image, target: int = 200):
+    """Nearest-neighbour, so a 28×28 image shows its real pixels instead of a blur."""
+    from PIL import Image
+
+    if image.mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("L")
+    factor = max(1, target // max(image.width, image.height))
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def _data_url(image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(("/api/", "/hook", "/healthz"))
+
+
+@bp.app_errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    # The API speaks JSON even when it fails; people get a page with a way back.
+    if _wants_json():
+        return jsonify(error=error.description), error.code
+    template = "errors/404.html" if error.code == 404 else "errors/error.html"
+    return render_template(template, error=error, page=None), error.code

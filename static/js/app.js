@@ -1,0 +1,229 @@
+/*
+ * Predict page: ask both networks after every stroke, show their answers, and
+ * ask the person whether they were right.
+ */
+(function (window, $) {
+  'use strict';
+
+  var D = window.Digits;
+  var NETS = ['fnn', 'cnn'];
+  var NAMES = { fnn: 'FNN', cnn: 'CNN' };
+  var DEBOUNCE_MS = 200;   // long enough to skip mid-gesture pauses, short enough to feel live
+  var SURE = 0.6;          // below this top probability the answer is a guess, and we say so
+
+  var $app = $('#predict-app');
+  var $status = $('#status');
+  var $feedback = $('#feedback');
+  var $picker = $('#picker');
+  var urls = { predict: $app.data('predict-url'), feedback: $app.data('feedback-url') };
+  var blankPreview = $('#preview').attr('src');
+
+  var timer = 0;
+  var seq = 0;             // every request and every edit bumps this; answers to older numbers are dropped
+  var prediction = null;   // the last answer shown, while feedback on it is still possible
+
+  var pad = D.setupPad(onEdit);
+
+  function onEdit() {
+    window.clearTimeout(timer);
+    seq += 1;              // whatever is in flight now describes an older drawing
+    prediction = null;
+    hideFeedback();
+    if (pad.isEmpty()) {
+      resetResults();
+      D.setStatus($status, 'Draw a digit to start.', 'info');
+      return;
+    }
+    timer = window.setTimeout(predict, DEBOUNCE_MS);
+  }
+
+  function predict() {
+    var mine = ++seq;
+    D.setStatus($status, 'Recognising\u2026', 'busy');
+    D.postJSON(urls.predict, { imageBase64: pad.toDataURL() })
+      .done(function (answer) {
+        if (mine !== seq) { return; }
+        showPrediction(answer);
+      })
+      .fail(function (xhr) {
+        if (mine !== seq) { return; }
+        // The drawing stays on the pad, so trying again is one stroke or one click away.
+        D.setStatus($status, D.errorMessage(xhr, 'Could not recognise the drawing') +
+          ' Your drawing is kept.', 'error');
+      });
+  }
+
+  function showPrediction(answer) {
+    if (answer.empty) {
+      resetResults();
+      D.setStatus($status, 'The canvas looks empty to the server. Try a bigger, darker digit.', 'info');
+      return;
+    }
+    NETS.forEach(function (net) { showNet(net, answer); });
+    $('#preview').attr('src', answer.preview || blankPreview);
+    prediction = answer;
+    askFeedback(answer);
+    D.setStatus($status, summary(answer), 'success');
+  }
+
+  function summary(answer) {
+    var f = answer.fnn.digit;
+    var c = answer.cnn.digit;
+    return f === c ? 'Both networks say ' + f + '.' : 'The networks disagree: FNN says ' + f + ', CNN says ' + c + '.';
+  }
+
+  function showNet(net, answer) {
+    var result = answer[net];
+    var $card = $('#net-' + net);
+    var probs = result.probabilities || [];
+    var top = probs[result.digit] || 0;
+    var unsure = top < SURE;
+    $card.find('[data-field=digit]').text(result.digit);
+    $card.find('[data-field=confidence]').text(D.percent(top) + ' sure');
+    $card.find('[data-field=verdict]').text(unsure
+      ? 'Not sure \u2014 this is a guess'
+      : 'Confident');
+    $card.find('.unsure-badge').toggleClass('d-none', !unsure);
+    $card.toggleClass('is-unsure', unsure).addClass('has-answer');
+    showBars($card, probs, result.digit);
+    showVersions($card, net, answer);
+  }
+
+  function showBars($card, probs, best) {
+    $card.find('.prob-row').each(function () {
+      var digit = Number($(this).data('digit'));
+      var p = probs[digit] || 0;
+      $(this).toggleClass('is-top', digit === best);
+      // Set through the CSSOM (allowed by the CSP), not an inline style attribute.
+      $(this).find('.prob-fill')[0].style.width = (p * 100).toFixed(1) + '%';
+      $(this).find('.prob-value').text(D.percent(p));
+    });
+  }
+
+  /* Current model next to the shipped one, so people can see whether learning helped. */
+  function showVersions($card, net, answer) {
+    var versions = (answer.versions || {})[net] || {};
+    var current = versions.current || answer[net].version || 'unknown';
+    var shipped = versions.original || 'original';
+    var $original = $card.find('[data-field=original]');
+    var old = answer.original && answer.original[net];
+    if (old && current !== shipped) {
+      var same = old.digit === answer[net].digit;
+      $original.removeClass('d-none').empty()
+        .append($('<span>').text('Shipped model (' + shipped + ') said '))
+        .append($('<strong>').text(old.digit))
+        .append($('<span>').text(' at ' + D.percent((old.probabilities || [])[old.digit]) +
+          (same ? ' \u2014 same answer.' : ' \u2014 the retrained model changed its mind.')));
+      $card.find('[data-field=version]').text('Model version: ' + current + ' (retrained from your feedback)');
+    } else {
+      $original.addClass('d-none').empty();
+      $card.find('[data-field=version]').text('Model version: ' + current +
+        (current === shipped ? ' (as shipped)' : ''));
+    }
+  }
+
+  function resetResults() {
+    NETS.forEach(function (net) {
+      var $card = $('#net-' + net);
+      $card.removeClass('is-unsure has-answer');
+      $card.find('[data-field=digit]').text('?');
+      $card.find('[data-field=confidence]').html('&nbsp;');
+      $card.find('[data-field=verdict]').text('waiting for a drawing');
+      $card.find('.unsure-badge').addClass('d-none');
+      $card.find('[data-field=original]').addClass('d-none').empty();
+      showBars($card, [], -1);
+      $card.find('.prob-value').text('\u2013');
+    });
+    $('#preview').attr('src', blankPreview);
+  }
+
+  /* "Is it a 7?" when the nets agree; "Which is right?" when they do not. */
+  function askFeedback(answer) {
+    var guesses = [answer.fnn.digit, answer.cnn.digit].filter(function (d, i, all) {
+      return d !== null && all.indexOf(d) === i;
+    });
+    var $answers = $('#feedback-answers').empty();
+    if (guesses.length === 1) {
+      $('#feedback-question').text('Right? Is it a ' + guesses[0] + '?');
+      $answers.append(answerButton('Yes, it\u2019s a ' + guesses[0], guesses[0], 'btn-success'));
+    } else {
+      $('#feedback-question').text('Right? Which one is it?');
+      guesses.forEach(function (d) {
+        $answers.append(answerButton('It\u2019s a ' + d, d, 'btn-success'));
+      });
+    }
+    $answers.append($('<button type="button" class="btn btn-outline-danger" id="answer-no">')
+      .text(guesses.length === 1 ? 'No' : 'Neither')
+      .attr('aria-expanded', 'false').attr('aria-controls', 'picker'));
+    $picker.addClass('d-none');
+    $feedback.find('button').prop('disabled', false);
+    $feedback.removeClass('d-none');
+  }
+
+  function answerButton(text, digit, style) {
+    return $('<button type="button" class="btn">').addClass(style).attr('data-answer', digit).text(text);
+  }
+
+  function hideFeedback() {
+    $feedback.addClass('d-none');
+    $picker.addClass('d-none');
+  }
+
+  function openPicker() {
+    $picker.removeClass('d-none');
+    $('#answer-no').attr('aria-expanded', 'true');
+    $picker.find('button').first().trigger('focus');
+  }
+
+  function sendFeedback(digit) {
+    if (!prediction) { return; }
+    var answered = prediction;
+    var consent = $('#consent').prop('checked');
+    $feedback.find('button').prop('disabled', true);
+    D.setStatus($status, 'Sending your answer\u2026', 'busy');
+    D.postJSON(urls.feedback, { id: answered.id, digit: digit, consent: consent })
+      .done(function () {
+        if (prediction !== answered) { return; }
+        prediction = null;
+        hideFeedback();
+        D.setStatus($status, thanks(digit, consent), 'success');
+      })
+      .fail(function (xhr) {
+        if (prediction !== answered) { return; }
+        if (xhr.status === 409 || xhr.status === 404) {
+          prediction = null;   // answering again cannot succeed
+        } else {
+          $feedback.find('button').prop('disabled', false);
+        }
+        D.setStatus($status, feedbackError(xhr), 'error');
+      });
+  }
+
+  function thanks(digit, consent) {
+    var what = digit === null ? 'not a digit' : 'a ' + digit;
+    return 'Thanks! Recorded as ' + what + '.' + (consent
+      ? ' Your drawing will help the models learn.'
+      : ' Your drawing will not be used for training.');
+  }
+
+  function feedbackError(xhr) {
+    if (xhr.status === 409) { return 'You already answered for this drawing \u2014 thanks!'; }
+    if (xhr.status === 404) { return 'The server no longer knows this prediction. Draw again to give feedback.'; }
+    return D.errorMessage(xhr, 'Your answer was not saved');
+  }
+
+  $feedback.on('click', 'button[data-answer]', function () {
+    var raw = $(this).attr('data-answer');
+    sendFeedback(raw === 'none' ? null : Number(raw));
+  });
+  $feedback.on('click', '#answer-no', openPicker);
+
+  window.DigitPad.bindShortcuts({
+    undo: function () { pad.undo(); },
+    clear: function () { pad.clear(); },
+    // Digit keys answer "which digit was it?" once the picker is open.
+    digit: function (n) {
+      if (prediction && !$picker.hasClass('d-none')) { sendFeedback(n); }
+    }
+  });
+}(window, window.jQuery));

@@ -1,0 +1,58 @@
+/* Small helpers shared by every page: talking to the API and saying what happened. */
+(function (window, $) {
+  'use strict';
+
+  var STATUS_CLASSES = 'status-info status-success status-error status-busy';
+
+  /* Show a message in a status line (an element with role="status", so screen readers hear it). */
+  function setStatus($el, text, kind) {
+    $el.removeClass(STATUS_CLASSES).addClass('status-' + (kind || 'info')).text(text || '');
+  }
+
+  /* A sentence a person can act on, for a failed jQuery request. */
+  function errorMessage(xhr, what) {
+    var prefix = what ? what + ': ' : '';
+    if (!xhr || xhr.status === 0) {
+      return prefix + 'can\u2019t reach the server. Check your connection and try again.';
+    }
+    var body = xhr.responseJSON;
+    if (!body && xhr.responseText) {
+      try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+    }
+    if (body && body.error) {
+      return prefix + body.error + ' (HTTP ' + xhr.status + ')';
+    }
+    if (xhr.status >= 500) {
+      return prefix + 'the server had a problem (HTTP ' + xhr.status + '). Please try again in a moment.';
+    }
+    return prefix + 'the request failed (HTTP ' + xhr.status + ').';
+  }
+
+  function postJSON(url, data) {
+    return $.ajax({
+      url: url,
+      method: 'POST',
+      contentType: 'application/json',
+      data: JSON.stringify(data),
+      dataType: 'json',
+      timeout: 20000
+    });
+  }
+
+  function getJSON(url, data) {
+    return $.ajax({ url: url, method: 'GET', data: data, dataType: 'json', timeout: 20000 });
+  }
+
+  function percent(x, digits) {
+    if (x === null || x === undefined || isNaN(x)) { return '\u2013'; }
+    return (x * 100).toFixed(digits === undefined ? 0 : digits) + '%';
+  }
+
+  window.Digits = {
+    setStatus: setStatus,
+    errorMessage: errorMessage,
+    postJSON: postJSON,
+    getJSON: getJSON,
+    percent: percent
+  };
+}(window, window.jQuery));
