@@ -52,6 +52,11 @@ def register_cli(app: Flask) -> None:
     from digits.cli_dataset import dataset_group
 
     app.cli.add_command(dataset_group)
+    # --- learning from users: the trainer command (TensorFlow loads only when it runs) ---
+    from digits.cli_trainer import trainer_command
+
+    app.cli.add_command(trainer_command)
+    # --- end learning from users ---
 
 
 def storage() -> Storage:
@@ -102,6 +107,7 @@ def register_routes(app: Flask) -> None:
     app.add_url_rule("/api/dataset/image/<name>", view_func=dataset_image)
     app.add_url_rule("/api/dataset/<name>", view_func=dataset_delete, methods=["DELETE"])
     app.add_url_rule("/api/dataset/export", view_func=dataset_export)
+    register_learning_routes(app)  # learning from users: see the block at the end
 
 
 def hook():
@@ -175,3 +181,31 @@ def dataset_export():
     dataset.write_zip(storage(), buffer)
     buffer.seek(0)
     return send_file(buffer, mimetype="application/zip", download_name="digits-dataset.zip")
+
+
+# --- learning from users: POST /api/feedback, GET /api/stats (digits/feedback.py, stats.py) ---
+def register_learning_routes(app: Flask) -> None:
+    app.add_url_rule("/api/feedback", view_func=give_feedback, methods=["POST"])
+    app.add_url_rule("/api/stats", view_func=learning_stats)
+
+
+def give_feedback():
+    """Record the user's answer once; the trainer process learns it later (never here)."""
+    from digits import feedback
+
+    try:
+        feedback.record_feedback(storage(), request_fields())
+    except feedback.UnknownPrediction:
+        abort(404, "no such prediction")
+    except feedback.AlreadyAnswered:
+        abort(409, "this prediction already has feedback")
+    return jsonify(recorded=True), 202
+
+
+def learning_stats():
+    from digits import stats
+
+    return jsonify(stats.cached_stats(storage(), current_app.config["MODELS_DIR"]))
+
+
+# --- end learning from users ---

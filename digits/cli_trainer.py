@@ -1,0 +1,65 @@
+"""`flask --app main trainer [--once]`: learn pending feedback, publish safe versions.
+
+TensorFlow is imported only when the command runs, so `import main` stays light for the web.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+
+@click.command("trainer")
+@click.option("--once", is_flag=True, help="Learn what is pending, publish, and exit.")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between polls.")
+@click.option("--margin", type=float, default=None, help="Allowed MNIST test drop, in pp.")
+@click.option("--learning-rate", type=float, default=None, help="Adam learning rate.")
+@with_appcontext
+def trainer_command(
+    once: bool, interval: float, margin: float | None, learning_rate: float | None
+) -> None:
+    """Fine-tune both nets on new corrections; publish only candidates that pass the gate."""
+    from digits import learner  # imports TensorFlow
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = trainer_settings(margin, learning_rate)
+    storage = current_app.extensions["storage"]
+    models_dir = current_app.config["MODELS_DIR"]
+    reference = learner.load_reference(
+        current_app.config.get("MNIST_DIR", learner.mnist.DEFAULT_CACHE_DIR)
+    )
+    click.echo(f"trainer: storage {storage.url}, margin {settings.margin_mnist * 100:.2f} pp")
+    while True:
+        learner.learn_pending(storage, models_dir, reference, settings, report=report)
+        if once:
+            return
+        time.sleep(interval)
+
+
+def trainer_settings(margin: float | None, learning_rate: float | None):
+    """Settings from app.config["TRAINER"] (a dict), then the command-line options."""
+    from digits.learner import Settings
+
+    settings = Settings(**current_app.config.get("TRAINER", {}))
+    if margin is not None:
+        settings.margin_mnist = margin / 100
+    if learning_rate is not None:
+        settings.learning_rate = learning_rate
+    return settings
+
+
+def report(outcome) -> None:
+    if outcome.status == "nothing to learn":
+        return
+    line = f"trainer: {outcome.net} {outcome.status}"
+    if outcome.version:
+        line += f" {outcome.version}"
+    if outcome.reason:
+        line += f": {outcome.reason}"
+    if outcome.metrics:
+        line += f" (MNIST test {outcome.metrics['mnist_test_accuracy']:.4f})"
+    click.echo(line)

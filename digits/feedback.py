@@ -1,0 +1,121 @@
+"""Feedback on a prediction: the user says which digit it was (or that it was not a digit).
+
+`feedback/<prediction id>.json` is written once, with a conditional put: that put is the commit
+point, atomic across workers and dynos, so a prediction takes feedback exactly once. The record
+holds everything the trainer and the stats need (both nets' outputs, their versions, the user's
+digit, consent, and the drawing itself only with consent), so nothing else has to be read later.
+After the commit, a consented drawing is also saved into the dataset for people to browse.
+
+Training never happens here: the trainer process finds records not yet learned and learns them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+from digits import dataset, predictions
+from digits.images import BadInput, parse_label
+from digits.storage import NotFound, PreconditionFailed, Storage
+
+PREFIX = "feedback/"
+NETS = ("fnn", "cnn")
+
+
+class UnknownPrediction(LookupError):
+    """No prediction has this id."""
+
+
+class AlreadyAnswered(Exception):
+    """This prediction has already taken feedback."""
+
+
+def key_of(prediction_id: str) -> str:
+    return f"{PREFIX}{prediction_id}.json"
+
+
+def parse_request(fields: dict) -> tuple[str, int | None, bool]:
+    """(prediction id, digit or None for "not a digit", consent) or BadInput."""
+    for name in ("id", "digit", "consent"):
+        if name not in fields:
+            raise BadInput(f"{name} is missing")
+    prediction_id, digit, consent = fields["id"], fields["digit"], fields["consent"]
+    if not isinstance(prediction_id, str) or not prediction_id:
+        raise BadInput("id must be a prediction id")
+    if not isinstance(consent, bool):
+        raise BadInput("consent must be true or false")
+    return prediction_id, None if digit is None else parse_label(digit), consent
+
+
+def load_prediction(storage: Storage, prediction_id: str) -> dict:
+    try:
+        return predictions.load(storage, prediction_id)
+    except (NotFound, ValueError):  # ValueError: an id that cannot even be a storage key
+        raise UnknownPrediction(prediction_id) from None
+
+
+def source_of(digit: int | None, prediction: dict) -> str:
+    """ "confirmation" when every net said the user's digit; "correction" otherwise."""
+    said = {prediction[net]["digit"] for net in NETS}
+    return "confirmation" if said == {digit} else "correction"
+
+
+def build_record(prediction: dict, digit: int | None, consent: bool) -> dict:
+    record = {
+        "id": prediction["id"],
+        "created": datetime.now(UTC).isoformat(),
+        "digit": digit,
+        "consent": consent,
+        "source": source_of(digit, prediction),
+        "prediction_created": prediction.get("created"),
+        "versions": prediction.get("versions", {}),
+        "correct": {net: prediction[net]["digit"] == digit for net in NETS},
+    }
+    for net in NETS:
+        record[net] = {
+            "digit": prediction[net]["digit"],
+            "probabilities": prediction[net]["probabilities"],
+        }
+    if consent:
+        record["image"] = prediction["image"]  # base64 PNG; kept only with consent
+    return record
+
+
+def record_feedback(storage: Storage, fields: dict) -> dict:
+    """Validate, commit the feedback record once, then keep the drawing if consented."""
+    prediction_id, digit, consent = parse_request(fields)
+    prediction = load_prediction(storage, prediction_id)
+    if prediction.get("empty"):
+        raise BadInput("an empty drawing cannot take feedback")
+    record = build_record(prediction, digit, consent)
+    try:
+        storage.put(key_of(prediction_id), json.dumps(record).encode(), if_none_match=True)
+    except PreconditionFailed:
+        raise AlreadyAnswered(prediction_id) from None
+    if consent:
+        save_to_dataset(storage, record)
+    return record
+
+
+def save_to_dataset(storage: Storage, record: dict) -> str:
+    label = "none" if record["digit"] is None else str(record["digit"])
+    extra = {
+        "prediction_id": record["id"],
+        "versions": record["versions"],
+        "fnn": record["fnn"],
+        "cnn": record["cnn"],
+    }
+    png = base64.b64decode(record["image"])
+    return dataset.save_drawing(storage, png, label, record["source"], extra)
+
+
+def ids(storage: Storage) -> list[str]:
+    """Prediction ids that took feedback, in key order."""
+    return [
+        key[len(PREFIX) : -len(".json")] for key in storage.list(PREFIX) if key.endswith(".json")
+    ]
+
+
+def load(storage: Storage, prediction_id: str) -> dict:
+    return json.loads(storage.get(key_of(prediction_id)).data)

@@ -1,0 +1,391 @@
+"""The incremental trainer: learn the users' corrections without forgetting MNIST, safely.
+
+Pending work is every consented feedback record with a digit that has no marker yet under
+`trainer/<net>/<id>.json`. Markers are written only after the net's candidate was published (or
+rejected), and each published version lists the feedback ids it learned in its metrics; on start
+the trainer writes any markers missing for the current version. So a kill -9 at any point neither
+loses an acknowledged sample (no marker: learned next time) nor learns one twice.
+
+One update per net: load the CURRENT version, fine-tune it on the new samples (augmented, several
+copies, down-weighted or skipped when both nets confidently disagree with the label) mixed with a
+replay of MNIST train and earlier user drawings, evaluate on a fixed held-out set (MNIST test plus
+held-out user drawings), and publish only if it is not worse by more than a margin. Publishing
+names the version it started from, so two trainers never lose each other's update.
+
+This module imports TensorFlow; only the trainer process imports it, never the web app.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from digits import feedback, mnist, recipes, registry, training
+from digits.preprocess import to_mnist
+from digits.storage import NotFound, PreconditionFailed, Storage
+
+log = logging.getLogger("digits.trainer")
+NETS = feedback.NETS
+MARKERS = "trainer/"
+AUGMENTS = {"fnn": recipes.FNN_AUGMENT, "cnn": recipes.CNN_AUGMENT}
+
+
+@dataclass
+class Settings:
+    copies: int = 6  # augmented copies of each new sample
+    replay_ratio: float = 2.0  # replayed MNIST train samples per new (augmented) sample
+    replay_min: int = 1024
+    replay_user: int = 1000  # earlier user drawings replayed, at most
+    epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 1e-4  # small: nudge the shipped nets, do not retrain them
+    margin_mnist: float = 0.003  # reject a candidate more than 0.3 pp worse on MNIST test
+    margin_user: float = 0.01  # ... or 1 pp worse on held-out user drawings
+    min_user_heldout: int = 20  # fewer held-out user drawings than this are too noisy to gate on
+    suspect_confidence: float = 0.99  # both nets this sure, and agreeing, against the label: skip
+    seed: int = 0
+
+
+@dataclass
+class Reference:
+    """MNIST arrays: train for replay, test for the gate. float32 [N, 28, 28] in [0, 1]."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+@dataclass
+class Sample:
+    id: str
+    x: np.ndarray  # [28, 28]
+    y: int
+    weight: float = 1.0
+
+
+@dataclass
+class Outcome:
+    net: str
+    status: str  # "published", "rejected", "nothing to learn", "lost race"
+    version: str | None = None
+    reason: str = ""
+    metrics: dict = field(default_factory=dict)
+
+
+def load_reference(cache_dir: Path | str = mnist.DEFAULT_CACHE_DIR) -> Reference:
+    train_x, train_y = mnist.load("train", cache_dir)
+    test_x, test_y = mnist.load("test", cache_dir)
+    return Reference(
+        scale(train_x), train_y.astype(np.int64), scale(test_x), test_y.astype(np.int64)
+    )
+
+
+def scale(images: np.ndarray) -> np.ndarray:
+    return images.astype(np.float32) / 255.0
+
+
+# --- reading the queue -------------------------------------------------------------------
+
+
+_seen: dict[str, dict] = {}  # "<storage url> <id>" -> record; records never change once written
+
+
+def learnable_records(storage: Storage) -> dict[str, dict]:
+    """Consented feedback with a digit and a drawing: everything the trainer may ever learn."""
+    out = {}
+    for prediction_id in feedback.ids(storage):
+        record = cached_record(storage, prediction_id)
+        if record and record.get("consent") and record.get("digit") is not None:
+            if record.get("image"):
+                out[prediction_id] = record
+    return out
+
+
+def cached_record(storage: Storage, prediction_id: str) -> dict | None:
+    key = f"{storage.url} {prediction_id}"
+    if key not in _seen:
+        try:
+            _seen[key] = feedback.load(storage, prediction_id)
+        except NotFound:
+            return None
+    return _seen[key]
+
+
+def marker_key(net: str, prediction_id: str) -> str:
+    return f"{MARKERS}{net}/{prediction_id}.json"
+
+
+def markers(storage: Storage, net: str) -> dict[str, dict]:
+    prefix = f"{MARKERS}{net}/"
+    found = {}
+    for key in storage.list(prefix):
+        if key.endswith(".json"):
+            found[key[len(prefix) : -len(".json")]] = json.loads(storage.get(key).data)
+    return found
+
+
+def write_markers(storage: Storage, net: str, ids: list[str], status: str, **info) -> None:
+    stamp = datetime.now(UTC).isoformat()
+    for prediction_id in ids:
+        body = {"status": status, "at": stamp, **info}
+        storage.put(marker_key(net, prediction_id), json.dumps(body).encode())
+
+
+def recover_markers(storage: Storage, models_dir: str, net: str, version: str) -> None:
+    """A crash between publish and markers left ids learned but unmarked: mark them now."""
+    if version == "original":
+        return
+    learned = registry.metrics(storage, models_dir, net, version).get("feedback_ids", [])
+    done = markers(storage, net)
+    missing = [i for i in learned if i not in done]
+    if missing:
+        log.info("%s: marking %d ids learned by %s before a crash", net, len(missing), version)
+        write_markers(storage, net, missing, "learned", version=version)
+
+
+# --- turning records into samples --------------------------------------------------------
+
+
+def drawing_of(record: dict) -> np.ndarray | None:
+    png = base64.b64decode(record["image"])
+    return to_mnist(Image.open(io.BytesIO(png)))
+
+
+def trust_weight(record: dict, settings: Settings) -> float:
+    """How much to believe a label: less when both nets agree with each other against it."""
+    said = {record[net]["digit"] for net in NETS}
+    if len(said) != 1 or record["digit"] in said:
+        return 1.0
+    agreed = said.pop()
+    confidence = min(record[net]["probabilities"][agreed] for net in NETS)
+    if confidence >= settings.suspect_confidence:
+        return 0.0
+    return max(0.25, 1.0 - confidence)
+
+
+def to_samples(records: list[dict], settings: Settings) -> tuple[list[Sample], list[str]]:
+    """Samples worth learning, plus the ids skipped (blank or suspect)."""
+    samples, skipped = [], []
+    for record in records:
+        x = drawing_of(record)
+        weight = trust_weight(record, settings)
+        if x is None or weight == 0.0:
+            skipped.append(record["id"])
+            continue
+        samples.append(Sample(record["id"], x, int(record["digit"]), weight))
+    return samples, skipped
+
+
+def held_out(record: dict) -> bool:
+    return training.is_held_out(record["id"])
+
+
+# --- training and evaluation -------------------------------------------------------------
+
+
+def load_version(storage: Storage, models_dir: str, net: str, version: str):
+    import keras
+
+    data = registry.load_keras_bytes(storage, models_dir, net, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{net}.keras"
+        path.write_bytes(data)
+        return keras.models.load_model(path, compile=False)
+
+
+def keras_bytes(model) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def training_set(
+    net: str, new: list[Sample], replay: list[Sample], ref: Reference, settings: Settings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """New samples (augmented copies) + earlier user drawings + MNIST train, shuffled."""
+    rng = np.random.default_rng(settings.seed)
+    new_x = np.repeat(np.stack([s.x for s in new]), settings.copies, axis=0)
+    new_x = recipes.augment_batch(new_x, rng, AUGMENTS[net])
+    new_y = np.repeat([s.y for s in new], settings.copies)
+    new_w = np.repeat([s.weight for s in new], settings.copies)
+    count = max(settings.replay_min, int(len(new_x) * settings.replay_ratio))
+    pick = rng.choice(len(ref.train_x), size=min(count, len(ref.train_x)), replace=False)
+    parts_x, parts_y = [new_x, ref.train_x[pick]], [new_y, ref.train_y[pick]]
+    parts_w = [new_w, np.ones(len(pick))]
+    if replay:
+        parts_x.append(recipes.augment_batch(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
+        parts_y.append(np.array([s.y for s in replay]))
+        parts_w.append(np.array([s.weight for s in replay]))
+    x, y, w = np.concatenate(parts_x), np.concatenate(parts_y), np.concatenate(parts_w)
+    order = rng.permutation(len(x))
+    return x[order][..., None], y[order].astype(np.int64), w[order].astype(np.float32)
+
+
+def fine_tune(model, x: np.ndarray, y: np.ndarray, w: np.ndarray, settings: Settings):
+    import keras
+
+    keras.utils.set_random_seed(settings.seed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss="sparse_categorical_crossentropy",
+    )
+    model.fit(
+        x, y, sample_weight=w, epochs=settings.epochs, batch_size=settings.batch_size, verbose=0
+    )
+    return model
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray) -> float | None:
+    if len(x) == 0:
+        return None
+    predicted = np.argmax(model.predict(x[..., None], batch_size=512, verbose=0), axis=1)
+    return float(np.mean(predicted == y))
+
+
+def evaluate(model, ref: Reference, user_x: np.ndarray, user_y: np.ndarray) -> dict:
+    return {
+        "mnist_test_accuracy": accuracy(model, ref.test_x, ref.test_y),
+        "user_heldout_accuracy": accuracy(model, user_x, user_y),
+        "user_heldout_count": len(user_x),
+    }
+
+
+def gate(base: dict, candidate: dict, settings: Settings) -> str:
+    """Why the candidate must not be published, or "" if it may."""
+    drop = base["mnist_test_accuracy"] - candidate["mnist_test_accuracy"]
+    if drop > settings.margin_mnist:
+        return (
+            f"MNIST test accuracy {candidate['mnist_test_accuracy']:.4f} is {drop * 100:.2f} pp"
+            f" below the current {base['mnist_test_accuracy']:.4f} (margin"
+            f" {settings.margin_mnist * 100:.2f} pp)"
+        )
+    if candidate["user_heldout_count"] >= settings.min_user_heldout:
+        drop = base["user_heldout_accuracy"] - candidate["user_heldout_accuracy"]
+        if drop > settings.margin_user:
+            return (
+                f"held-out user accuracy {candidate['user_heldout_accuracy']:.4f} is"
+                f" {drop * 100:.2f} pp below the current {base['user_heldout_accuracy']:.4f}"
+            )
+    return ""
+
+
+# --- one update of one net ---------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What one update of one net will do with the pending feedback."""
+
+    base_version: str
+    new: list[Sample]
+    skipped: list[str]
+    held: list[str]
+    replay: list[Sample]
+    user_x: np.ndarray
+    user_y: np.ndarray
+
+
+def plan(storage: Storage, models_dir: str, net: str, records: dict, settings: Settings) -> Plan:
+    base_version = registry.current(storage).get(net, "original")
+    recover_markers(storage, models_dir, net, base_version)
+    done = markers(storage, net)
+    pending = [r for i, r in records.items() if i not in done]
+    held_pending = [r["id"] for r in pending if held_out(r)]
+    new, skipped = to_samples([r for r in pending if not held_out(r)], settings)
+    empty = np.zeros((0, 28, 28), np.float32)
+    if not new:  # nothing to train: skip decoding the replay and evaluation drawings
+        return Plan(base_version, new, skipped, held_pending, [], empty, np.zeros(0, np.int64))
+    learned = [records[i] for i, m in done.items() if m["status"] == "learned" and i in records]
+    picked = np.random.default_rng(settings.seed).permutation(len(learned))[: settings.replay_user]
+    replay, _ = to_samples([learned[i] for i in picked], settings)
+    held = [r for r in records.values() if held_out(r)]
+    user, _ = to_samples(held, Settings(suspect_confidence=2.0))  # evaluate on every label
+    user_x = np.stack([s.x for s in user]) if user else empty
+    user_y = np.array([s.y for s in user], dtype=np.int64)
+    return Plan(base_version, new, skipped, held_pending, replay, user_x, user_y)
+
+
+def learn_net(
+    storage: Storage, models_dir: str, net: str, records: dict, ref: Reference, settings: Settings
+) -> Outcome:
+    work = plan(storage, models_dir, net, records, settings)
+    write_markers(storage, net, work.held, "held_out")
+    write_markers(
+        storage, net, work.skipped, "skipped", reason="blank, or both nets sure otherwise"
+    )
+    if not work.new:
+        return Outcome(net, "nothing to learn")
+    base = load_version(storage, models_dir, net, work.base_version)
+    base_scores = evaluate(base, ref, work.user_x, work.user_y)
+    x, y, w = training_set(net, work.new, work.replay, ref, settings)
+    candidate = fine_tune(base, x, y, w, settings)
+    scores = evaluate(candidate, ref, work.user_x, work.user_y)
+    ids = [s.id for s in work.new]
+    reason = gate(base_scores, scores, settings)
+    if reason:
+        write_markers(storage, net, ids, "rejected", reason=reason, base=work.base_version)
+        return Outcome(net, "rejected", work.base_version, reason, scores)
+    metrics = publish_metrics(work, base_scores, scores, ids, settings)
+    version = registry.publish(
+        storage,
+        net,
+        training.export_tflite(candidate),
+        keras_bytes(candidate),
+        metrics,
+        expected_version=None if work.base_version == "original" else work.base_version,
+    )
+    write_markers(storage, net, ids, "learned", version=version)
+    return Outcome(net, "published", version, "", scores)
+
+
+def publish_metrics(work: Plan, base: dict, scores: dict, ids: list[str], settings: Settings):
+    return {
+        **scores,
+        "base_version": work.base_version,
+        "base_metrics": base,
+        "feedback_ids": ids,
+        "learned": len(ids),
+        "replayed_user": len(work.replay),
+        "settings": asdict(settings),
+        "created": datetime.now(UTC).isoformat(),
+    }
+
+
+def learn_net_with_retries(
+    storage: Storage, models_dir: str, net: str, ref: Reference, settings: Settings, tries: int = 3
+) -> Outcome:
+    """Another trainer published meanwhile: start again from its version."""
+    for _ in range(tries):
+        records = learnable_records(storage)
+        try:
+            return learn_net(storage, models_dir, net, records, ref, settings)
+        except PreconditionFailed:
+            log.info("%s: another trainer published first; retrying on its version", net)
+    return Outcome(net, "lost race", reason=f"another trainer kept publishing ({tries} tries)")
+
+
+def learn_pending(
+    storage: Storage,
+    models_dir: str,
+    ref: Reference,
+    settings: Settings,
+    report: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:
+    outcomes = []
+    for net in NETS:
+        outcome = learn_net_with_retries(storage, models_dir, net, ref, settings)
+        report(outcome)
+        outcomes.append(outcome)
+    return outcomes
