@@ -114,6 +114,8 @@ def preprocessing_pictures() -> tuple[list[dict], str | None]:
             "The preprocessing module is not installed yet, so there are no pictures to show.",
         )
     sample = Path(current_app.static_folder) / SAMPLE_DRAWING
+    if not sample.is_file():
+        return [], "The sample drawing is missing, so there are no pictures to show."
     try:
         with Image.open(sample) as drawing:
             steps = preprocess_steps(drawing.convert("RGB"))

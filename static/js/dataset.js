@@ -1,0 +1,181 @@
+/*
+ * Dataset page: a paged gallery of the collected drawings, filterable by label,
+ * plus export and delete for whoever holds the admin token.
+ */
+(function (window, $) {
+  'use strict';
+
+  var D = window.Digits;
+  var PER_PAGE = 48;
+  var TOKEN_KEY = 'digits.adminToken';
+  var SOURCES = { collect: 'collected', confirmation: 'confirmed', correction: 'corrected' };
+
+  var $app = $('#dataset-app');
+  var urls = { dataset: $app.data('dataset-url'), exportZip: $app.data('export-url') };
+  var $status = $('#status');
+  var $adminStatus = $('#admin-status');
+  var state = { label: '', page: 1, pages: 1 };
+  var loading = 0;   // request number: a slow older page must not overwrite a newer one
+
+  function load() {
+    var mine = ++loading;
+    D.setStatus($status, 'Loading drawings\u2026', 'busy');
+    D.getJSON(urls.dataset, { label: state.label, page: state.page, per_page: PER_PAGE })
+      .done(function (body) {
+        if (mine !== loading) { return; }
+        state.pages = body.pages || 1;
+        showGallery(body.items || []);
+        showPager(body);
+      })
+      .fail(function (xhr) {
+        if (mine !== loading) { return; }
+        D.setStatus($status, D.errorMessage(xhr, 'Could not load the drawings'), 'error');
+      });
+  }
+
+  function showGallery(items) {
+    var $gallery = $('#gallery').empty();
+    items.forEach(function (item) { $gallery.append(tile(item)); });
+  }
+
+  function tile(item) {
+    var label = item.label === 'none' ? 'not a digit' : item.label;
+    var when = item.created ? new Date(item.created) : null;
+    var $figure = $('<figure>').attr('data-name', item.name);
+    $figure.append($('<img loading="lazy" width="200" height="200">').attr('src', item.url)
+      .attr('alt', 'Drawing labelled ' + label));
+    var $caption = $('<figcaption>')
+      .append($('<strong>').text(label))
+      .append($('<span>').text(' \u00b7 ' + (SOURCES[item.source] || item.source || '')));
+    if (when) {
+      $caption.append($('<br>'), $('<time>').attr('datetime', item.created).text(when.toLocaleDateString()));
+    }
+    $figure.append($caption);
+    $figure.append($('<button type="button" class="btn btn-sm btn-outline-danger mt-1 delete admin-only">')
+      .toggleClass('d-none', !token())
+      .attr('data-url', item.delete_url)
+      .attr('aria-label', 'Delete drawing ' + item.name)
+      .text('Delete'));
+    return $figure;
+  }
+
+  function showPager(body) {
+    var what = state.label === '' ? 'drawings' : (state.label === 'none' ? '\u201cnot a digit\u201d drawings' : state.label + 's');
+    if (!body.total) {
+      D.setStatus($status, state.label === ''
+        ? 'No drawings yet. Be the first: save one on the Collect page.'
+        : 'No ' + what + ' yet.', 'info');
+    } else {
+      D.setStatus($status, body.total + ' ' + what + ' \u00b7 page ' + body.page + ' of ' + body.pages, 'info');
+    }
+    $('#page-info').text(body.total ? 'Page ' + body.page + ' of ' + body.pages : '');
+    $('#prev').prop('disabled', state.page <= 1);
+    $('#next').prop('disabled', state.page >= state.pages);
+  }
+
+  /* ---------- admin ---------- */
+
+  function token() {
+    try { return window.sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+  }
+
+  function setToken(value) {
+    try {
+      if (value) { window.sessionStorage.setItem(TOKEN_KEY, value); } else { window.sessionStorage.removeItem(TOKEN_KEY); }
+    } catch (e) { /* storage disabled: the token lasts until the page reloads */ }
+    showAdmin();
+  }
+
+  function showAdmin() {
+    var has = !!token();
+    $('.admin-only').toggleClass('d-none', !has);
+    $('#admin-token').val(has ? token() : '');
+    D.setStatus($adminStatus, has
+      ? 'Token set for this tab. Export and Delete are available; the server checks the token on use.'
+      : 'No token entered.', 'info');
+  }
+
+  /* 401, 403 and 404 are the answers an admin will meet most: say what each means. */
+  function adminError(status, serverText, action) {
+    var meaning = {
+      401: 'the server wants an admin token (401 Unauthorized)',
+      403: 'the token was refused, or admin features are switched off on the server (403 Forbidden)',
+      404: 'not found (404) \u2014 it may already be gone'
+    }[status] || (status ? 'the server answered HTTP ' + status : 'the server cannot be reached');
+    return action + ' failed: ' + meaning + (serverText ? '. Server says: \u201c' + serverText + '\u201d' : '') + '.';
+  }
+
+  function exportZip() {
+    D.setStatus($adminStatus, 'Preparing the export\u2026', 'busy');
+    window.fetch(urls.exportZip, { headers: { Authorization: 'Bearer ' + token() } })
+      .then(function (response) {
+        if (!response.ok) {
+          return response.json().catch(function () { return {}; }).then(function (body) {
+            throw { status: response.status, text: body.error };
+          });
+        }
+        return response.blob();
+      })
+      .then(function (blob) {
+        download(blob, 'digits-dataset.zip');
+        D.setStatus($adminStatus, 'Export downloaded (' + Math.round(blob.size / 1024) + ' KB).', 'success');
+      })
+      .catch(function (err) {
+        D.setStatus($adminStatus, adminError(err.status || 0, err.text, 'Export'), 'error');
+      });
+  }
+
+  function download(blob, filename) {
+    var url = window.URL.createObjectURL(blob);
+    var link = document.createElement('a');
+    link.href = url;
+    link.download = filename;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    window.setTimeout(function () { window.URL.revokeObjectURL(url); }, 10000);
+  }
+
+  function remove($button) {
+    var $figure = $button.closest('figure');
+    var name = $figure.attr('data-name');
+    if (!window.confirm('Delete drawing ' + name + '? This cannot be undone.')) { return; }
+    $button.prop('disabled', true);
+    $.ajax({
+      url: $button.attr('data-url'),
+      method: 'DELETE',
+      headers: { Authorization: 'Bearer ' + token() },
+      dataType: 'json'
+    }).done(function () {
+      $figure.remove();
+      D.setStatus($adminStatus, 'Deleted ' + name + '.', 'success');
+    }).fail(function (xhr) {
+      $button.prop('disabled', false);
+      var text = xhr.responseJSON && xhr.responseJSON.error;
+      D.setStatus($adminStatus, adminError(xhr.status, text, 'Delete'), 'error');
+      $('#admin').prop('open', true);
+    });
+  }
+
+  /* ---------- wiring ---------- */
+
+  $('#label-filter').on('change', function () {
+    state.label = $(this).val();
+    state.page = 1;
+    load();
+  });
+  $('#filter-form').on('submit', function (event) { event.preventDefault(); });
+  $('#prev').on('click', function () { state.page -= 1; load(); });
+  $('#next').on('click', function () { state.page += 1; load(); });
+  $('#admin-form').on('submit', function (event) {
+    event.preventDefault();
+    setToken($.trim($('#admin-token').val()));
+  });
+  $('#forget-token').on('click', function () { setToken(''); });
+  $('#export').on('click', exportZip);
+  $('#gallery').on('click', 'button.delete', function () { remove($(this)); });
+
+  if (token()) { $('#admin').prop('open', true); }
+  showAdmin();
+  load();
+}(window, window.jQuery));
