@@ -1,0 +1,169 @@
+"""Keras 3 recipes for the two nets, and augmentation that mimics drawing on a canvas.
+
+`to_mnist` already normalises size (longest side 20 px) and position (centre of mass), so the
+augmentation makes the variations that survive it: slant and rotation, aspect ratio, stroke
+thickness, and small shifts of the centre of mass. It is numpy only, so an incremental trainer
+can reuse it without building a TensorFlow pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import layers
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+def build_fnn() -> keras.Model:
+    """Dense layers only: 784-512-256-10 with dropout."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Flatten(),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.3),
+            layers.Dense(256, activation="relu"),
+            layers.Dropout(0.3),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="fnn",
+    )
+
+
+def _conv_block(filters: int, kernel: int = 3, strides: int = 1) -> list[layers.Layer]:
+    # No bias before BatchNorm: its shift makes the bias redundant.
+    return [
+        layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+    ]
+
+
+def build_cnn() -> keras.Model:
+    """A compact convnet with BatchNorm, about 243k parameters.
+
+    The first convolution has stride 2: full-resolution 28x28 feature maps cost half the
+    training time on 2 CPU cores (measured) for no visible gain on MNIST.
+    """
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            *_conv_block(32, 5, strides=2),
+            *_conv_block(64),
+            layers.MaxPooling2D(2),
+            *_conv_block(128),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.3),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.3),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="cnn",
+    )
+
+
+RECIPES = {"fnn": build_fnn, "cnn": build_cnn}
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Ranges of the random distortions; angles in degrees, shifts in pixels."""
+
+    rotation: float = 12.0
+    shear: float = 0.3  # horizontal slant, x += shear * y
+    aspect: float = 0.15  # width scaled by 1 +- aspect, relative to height
+    scale: float = 0.08
+    shift: float = 1.2
+    thick: float = 0.25  # probability of a thicker stroke (grey dilation)
+    thin: float = 0.2  # probability of a thinner stroke (grey erosion)
+
+
+CNN_AUGMENT = Augment()
+FNN_AUGMENT = Augment(rotation=8.0, shear=0.2, aspect=0.1, scale=0.05, shift=0.8)
+
+
+def _pool2x2(x: np.ndarray, reduce: np.ufunc) -> np.ndarray:
+    """Grey dilation (np.maximum) or erosion (np.minimum) with a 2x2 window, same size."""
+    padded = np.pad(x, ((0, 0), (0, 1), (0, 1)))
+    out = reduce(padded[:, :-1, :-1], padded[:, 1:, :-1])
+    return reduce(out, reduce(padded[:, :-1, 1:], padded[:, 1:, 1:]))
+
+
+def vary_thickness(
+    x: np.ndarray, rng: np.random.Generator, thick: float, thin: float
+) -> np.ndarray:
+    """Dilate a random share of the digits and erode another, like pens of different widths."""
+    pick = rng.random(len(x))
+    out = x.copy()
+    grow = pick < thick
+    shrink = (pick >= thick) & (pick < thick + thin)
+    out[grow] = _pool2x2(x[grow], np.maximum)
+    out[shrink] = _pool2x2(x[shrink], np.minimum)
+    return out
+
+
+def _random_inverse_affine(n: int, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """[n, 2, 2] matrices mapping output (y, x) offsets back to source offsets."""
+    angle = np.deg2rad(rng.uniform(-aug.rotation, aug.rotation, n))
+    shear = rng.uniform(-aug.shear, aug.shear, n)
+    scale = 1.0 + rng.uniform(-aug.scale, aug.scale, n)
+    aspect = 1.0 + rng.uniform(-aug.aspect, aug.aspect, n)
+    zeros, ones = np.zeros(n), np.ones(n)
+    # In (y, x) coordinates: scale (height, width), slant x += shear * y, then rotate.
+    stretch = _stack_2x2(scale, zeros, zeros, scale * aspect)
+    slant = _stack_2x2(ones, zeros, shear, ones)
+    rotate = _stack_2x2(np.cos(angle), -np.sin(angle), np.sin(angle), np.cos(angle))
+    return np.linalg.inv(rotate @ slant @ stretch)
+
+
+def _stack_2x2(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    return np.stack([np.stack([a, b], axis=-1), np.stack([c, d], axis=-1)], axis=-2)
+
+
+def _bilinear(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Sample each image x[k] at float coordinates (ys[k], xs[k]) in [-1, size]; zero outside."""
+    n, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (1, 2), (1, 2))).ravel()  # reads outside the image give zero
+    ph, pw = h + 3, w + 3
+    y0, x0 = np.floor(ys), np.floor(xs)
+    fy, fx = (ys - y0).astype(np.float32), (xs - x0).astype(np.float32)
+    # One flat index per sample point: np.take on a flat array is far faster than 3-d indexing.
+    base = np.arange(n).reshape(n, 1, 1) * (ph * pw)
+    index = base + (y0.astype(np.int64) + 1) * pw + (x0.astype(np.int64) + 1)
+    top = padded.take(index) * (1 - fx) + padded.take(index + 1) * fx
+    bottom = padded.take(index + pw) * (1 - fx) + padded.take(index + pw + 1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def random_affine(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """Rotate, slant, rescale and shift each [28, 28] image about its centre of mass (14, 14)."""
+    n, h, w = x.shape
+    inverse = _random_inverse_affine(n, rng, aug).astype(np.float32)
+    shift = rng.uniform(-aug.shift, aug.shift, (n, 2, 1)).astype(np.float32)
+    grid = np.mgrid[0:h, 0:w].reshape(2, -1).astype(np.float32) - 14.0
+    source = inverse @ (grid[None] - shift) + 14.0  # [n, 2, h*w] as (y, x)
+    ys, xs = source[:, 0].reshape(n, h, w), source[:, 1].reshape(n, h, w)
+    # Reads far outside are clamped onto the zero border, then blanked.
+    outside = (ys < -1) | (ys > h) | (xs < -1) | (xs > w)
+    out = _bilinear(x, np.clip(ys, -1, h), np.clip(xs, -1, w))
+    out[outside] = 0.0
+    return out
+
+
+def augment_batch(
+    x: np.ndarray, rng: np.random.Generator, aug: Augment = CNN_AUGMENT
+) -> np.ndarray:
+    """Canvas-like variations of float32 digits [N, 28, 28] (or [N, 28, 28, 1]) in [0, 1]."""
+    shape = x.shape
+    images = x.reshape(-1, 28, 28).astype(np.float32)
+    images = vary_thickness(images, rng, aug.thick, aug.thin)
+    images = random_affine(images, rng, aug)
+    # Serving inputs always have their darkest ink at 1 (see preprocess._normalised).
+    peak = images.max(axis=(1, 2), keepdims=True)
+    images = np.where(peak > 0, images / np.maximum(peak, 1e-6), images)
+    return images.reshape(shape).astype(np.float32)
