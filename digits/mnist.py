@@ -113,14 +113,10 @@ def parse_idx(data: bytes) -> np.ndarray:
         raise ValueError("not an IDX file of unsigned bytes")
     ndim = data[3]
     header = 4 + 4 * ndim
-    shape = tuple(
-        int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4)
-    )
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     expected = int(np.prod(shape))
     if len(data) - header != expected:
-        raise ValueError(
-            f"IDX body has {len(data) - header} bytes, shape {shape} needs {expected}"
-        )
+        raise ValueError(f"IDX body has {len(data) - header} bytes, shape {shape} needs {expected}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
