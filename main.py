@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask, abort, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
-from digits import dataset
+from digits import dataset, logs, openapi, security
 from digits.auth import admin_required
 from digits.images import BadInput, decode_drawing, parse_label
 from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
@@ -21,6 +21,15 @@ from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
 ROOT = Path(__file__).resolve().parent
 # Settings read from the environment when set; secrets come only from there.
 ENV_SETTINGS = ("STORAGE_URL", "AWS_ENDPOINT_URL", "MODELS_DIR", "ADMIN_TOKEN")
+# --- production (digits/security.py, digits/logs.py): settings from the environment ---
+ENV_SETTINGS += (
+    "CORS_ORIGINS",
+    "RATE_LIMIT_SAVES",
+    "RATE_LIMIT_FEEDBACK",
+    "TRUSTED_PROXY_HOPS",
+    "LOG_REQUESTS",
+)
+# --- end production ---
 JSON_PREFIXES = ("/api/", "/hook", "/healthz")
 
 
@@ -32,6 +41,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         MODELS_DIR=str(ROOT / "models"),
         ADMIN_TOKEN="",
         MAX_CONTENT_LENGTH=1024 * 1024,
+        # Production: same-origin only; per client IP and per worker process.
+        CORS_ORIGINS="",
+        RATE_LIMIT_SAVES="30/minute",
+        RATE_LIMIT_FEEDBACK="60/minute",
+        LOG_REQUESTS=True,
     )
     app.config.update({k: os.environ[k] for k in ENV_SETTINGS if os.environ.get(k)})
     if test_config:
@@ -43,6 +57,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(BadInput, lambda e: (jsonify(error=str(e)), 400))
     app.register_error_handler(StorageUnavailable, storage_unavailable)
+    # --- production: request log first (it times everything), then headers and limits ---
+    logs.init_app(app)
+    security.init_app(app)
+    openapi.init_app(app)
+    # --- end production ---
     app.before_request(check_body)
     register_routes(app)
     return app

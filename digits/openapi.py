@@ -1,0 +1,295 @@
+"""The API described as an OpenAPI 3.1 document, served at `GET /api/openapi.json`.
+
+Written by hand, as plain data, so it reads like the API reference it is. The fuzz
+tests use it to know which endpoints take which fields.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+
+from digits import __version__
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_response(description: str, schema: dict | None = None) -> dict:
+    return {"description": description, "content": {JSON: {"schema": schema or ref("Error")}}}
+
+
+def body(schema: dict, *types: str) -> dict:
+    return {"required": True, "content": {t: {"schema": schema} for t in types or (JSON,)}}
+
+
+ERRORS = {
+    "400": json_response("the input is malformed; the message says which field and why"),
+    "413": json_response("the body is larger than 1 MB"),
+    "415": json_response("the body is neither JSON nor a form"),
+    "503": json_response("storage is unreachable; nothing was saved, try again"),
+}
+RATE_LIMITED = {
+    "429": {
+        "description": "too many requests from this address (per worker process)",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {JSON: {"schema": ref("Error")}},
+    }
+}
+ADMIN = {
+    "security": [{"adminToken": []}],
+}
+ADMIN_ERRORS = {
+    "401": json_response("no `Authorization: Bearer` token was sent"),
+    "403": json_response("wrong token, or admin endpoints are off (ADMIN_TOKEN unset)"),
+}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "Drawing": {
+        "type": "object",
+        "required": ["imageBase64", "digit"],
+        "properties": {
+            "imageBase64": {
+                "type": "string",
+                "description": "data:image/png;base64,… of the 200×200 canvas",
+                "pattern": "^data:image/png;base64,",
+            },
+            "digit": {
+                "description": "the label, 0–9",
+                "oneOf": [
+                    {"type": "integer", "minimum": 0, "maximum": 9},
+                    {"type": "string", "pattern": "^[0-9]$"},
+                ],
+            },
+        },
+    },
+    "Saved": {
+        "type": "object",
+        "required": ["saved", "name"],
+        "properties": {"saved": {"const": True}, "name": {"type": "string"}},
+    },
+    "PredictRequest": {
+        "type": "object",
+        "required": ["imageBase64"],
+        "properties": {"imageBase64": {"type": "string", "pattern": "^data:image/png;base64,"}},
+    },
+    "NetAnswer": {
+        "type": "object",
+        "properties": {
+            "digit": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
+            "probabilities": {
+                "type": "array",
+                "items": {"type": "number"},
+                "minItems": 10,
+                "maxItems": 10,
+            },
+        },
+    },
+    "Prediction": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "description": "quote it in POST /api/feedback"},
+            "empty": {"type": "boolean", "description": "true when the canvas holds no ink"},
+            "fnn": ref("NetAnswer"),
+            "cnn": ref("NetAnswer"),
+            "preview": {"type": "string", "description": "the 28×28 input as a data: URL"},
+            "versions": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "Feedback": {
+        "type": "object",
+        "required": ["id", "digit", "consent"],
+        "properties": {
+            "id": {"type": "string", "description": "the id of an earlier prediction"},
+            "digit": {
+                "description": "the right digit, or null for 'not a digit'",
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "maximum": 9,
+            },
+            "consent": {
+                "type": "boolean",
+                "description": "may the drawing be kept in the dataset",
+            },
+        },
+    },
+}
+
+PATHS = {
+    "/hook": {
+        "post": {
+            "summary": "Save a labelled drawing",
+            "requestBody": body(ref("Drawing"), FORM, JSON),
+            "responses": {
+                "201": json_response("saved durably", ref("Saved")),
+                **ERRORS,
+                **RATE_LIMITED,
+            },
+        }
+    },
+    "/api/predict": {
+        "post": {
+            "summary": "Recognise a drawing with both nets",
+            "requestBody": body(ref("PredictRequest"), JSON, FORM),
+            "responses": {
+                "200": json_response("both nets' answers", ref("Prediction")),
+                **{k: v for k, v in ERRORS.items() if k != "503"},
+            },
+        }
+    },
+    "/api/feedback": {
+        "post": {
+            "summary": "Say which digit a prediction should have been (once per prediction)",
+            "requestBody": body(ref("Feedback"), JSON),
+            "responses": {
+                "201": json_response("recorded", {"type": "object"}),
+                "404": json_response("no prediction has this id"),
+                "409": json_response("this prediction has already taken feedback"),
+                **ERRORS,
+                **RATE_LIMITED,
+            },
+        }
+    },
+    "/api/stats": {
+        "get": {
+            "summary": "Accuracy of each net over time, from feedback",
+            "responses": {"200": json_response("the statistics", {"type": "object"})},
+        }
+    },
+    "/api/dataset/counts": {
+        "get": {
+            "summary": "Drawings per label",
+            "responses": {"200": json_response("counts and total", {"type": "object"})},
+        }
+    },
+    "/api/dataset": {
+        "get": {
+            "summary": "A page of the gallery, newest first",
+            "parameters": [
+                {"name": "label", "in": "query", "schema": {"type": "string"}},
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                },
+            ],
+            "responses": {
+                "200": json_response("items, page, pages, total", {"type": "object"}),
+                "400": ERRORS["400"],
+            },
+        }
+    },
+    "/api/dataset/image/{name}": {
+        "get": {
+            "summary": "One drawing's PNG",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {}}],
+            "responses": {
+                "200": {"description": "the PNG", "content": {"image/png": {}}},
+                "404": json_response("no such drawing"),
+            },
+        }
+    },
+    "/api/dataset/export": {
+        "get": {
+            "summary": "Admin: every drawing plus labels.csv, as a zip",
+            **ADMIN,
+            "responses": {
+                "200": {"description": "the zip", "content": {"application/zip": {}}},
+                **ADMIN_ERRORS,
+            },
+        }
+    },
+    "/api/dataset/{name}": {
+        "delete": {
+            "summary": "Admin: delete a bad sample",
+            **ADMIN,
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": json_response("deleted", {"type": "object"}),
+                "404": json_response("no such drawing"),
+                **ADMIN_ERRORS,
+            },
+        }
+    },
+    "/api/models": {
+        "get": {
+            "summary": "The model versions served now, and their history",
+            "responses": {"200": json_response("versions per net", {"type": "object"})},
+        }
+    },
+    "/api/models/rollback": {
+        "post": {
+            "summary": "Admin: serve the previous good version of a net again",
+            **ADMIN,
+            "responses": {
+                "200": json_response("the version now served", {"type": "object"}),
+                "409": json_response("there is no earlier version, or the pointer moved"),
+                **ADMIN_ERRORS,
+            },
+        }
+    },
+    "/healthz": {
+        "get": {
+            "summary": "Liveness, and whether storage is reachable",
+            "responses": {
+                "200": json_response(
+                    "the app answers; storage may still be unavailable",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "status": {"const": "ok"},
+                            "storage": {"enum": ["ok", "unavailable"]},
+                        },
+                    },
+                )
+            },
+        }
+    },
+    "/api/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "responses": {"200": json_response("OpenAPI 3.1", {"type": "object"})},
+        }
+    },
+}
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Digits",
+            "version": __version__,
+            "description": "Draw a digit; two nets recognise it; your feedback teaches them.",
+        },
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the ADMIN_TOKEN setting",
+                }
+            },
+        },
+    }
+
+
+def openapi_json():
+    return jsonify(document())
+
+
+def init_app(app: Flask) -> None:
+    app.add_url_rule("/api/openapi.json", view_func=openapi_json)

@@ -1,0 +1,194 @@
+"""Browser-facing protections: CORS, security headers and a per-client rate limit.
+
+`init_app(app)` attaches all three. Settings (app.config, overridable from the environment):
+
+- `CORS_ORIGINS`: comma-separated origins allowed to call the API from other sites.
+  Empty (the default) means same-origin only: no CORS headers are ever sent.
+- `RATE_LIMIT_SAVES` (POST /hook) and `RATE_LIMIT_FEEDBACK` (POST /api/feedback):
+  "N/second|minute|hour", or "off". The limit is per client IP and per worker process.
+- `TRUSTED_PROXY_HOPS`: how many proxies in front of us set X-Forwarded-For
+  (1 on Heroku, whose router appends the real client; 0 elsewhere, so nobody can spoof it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+# Self only. `img-src data:` because the page previews drawings as data: URLs;
+# no 'unsafe-inline' anywhere, so an injected <script> or style attribute never runs.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "img-src 'self' data:",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    # The app needs no device features; say so, so an injected frame cannot ask for them.
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# Only sent over HTTPS: a browser that saw it over plain HTTP would ignore it anyway.
+HSTS = "max-age=31536000; includeSubDomains"
+
+# Which (method, path) pairs are limited, and by which setting.
+LIMITED_ROUTES = {
+    ("POST", "/hook"): "RATE_LIMIT_SAVES",
+    ("POST", "/api/feedback"): "RATE_LIMIT_FEEDBACK",
+}
+PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
+# Past this many tracked clients, forget those whose bucket has refilled (they lose nothing).
+MAX_TRACKED_CLIENTS = 10_000
+
+DEFAULTS = {
+    "CORS_ORIGINS": "",
+    "RATE_LIMIT_SAVES": "30/minute",
+    "RATE_LIMIT_FEEDBACK": "60/minute",
+}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """`capacity` requests at once, refilled at `per_second`."""
+
+    capacity: float
+    per_second: float
+
+
+def parse_rate(text: str | None) -> Rate | None:
+    """ "30/minute" -> Rate(30, 0.5); "off", "" or None -> None (no limit)."""
+    if text is None or str(text).strip().lower() in ("", "off", "none"):
+        return None
+    match = _RATE.match(str(text))
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"rate limit must look like '30/minute' or be 'off', not {text!r}")
+    count = int(match.group(1))
+    return Rate(capacity=float(count), per_second=count / PERIODS[match.group(2)])
+
+
+class TokenBucketLimiter:
+    """One token bucket per key, in this process's memory, safe across threads."""
+
+    def __init__(self, rate: Rate, clock=time.monotonic) -> None:
+        self.rate = rate
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last update)
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """Spend one token: return 0.0 if allowed, else the seconds until one is free."""
+        now = self.clock()
+        with self._lock:
+            tokens = self._refilled(key, now)
+            allowed = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+            if len(self._buckets) > MAX_TRACKED_CLIENTS:
+                self._forget(now)
+        return 0.0 if allowed else (1.0 - tokens) / self.rate.per_second
+
+    def _refilled(self, key: str, now: float) -> float:
+        tokens, last = self._buckets.get(key, (self.rate.capacity, now))
+        return min(self.rate.capacity, tokens + (now - last) * self.rate.per_second)
+
+    def _forget(self, now: float) -> None:
+        """Drop refilled buckets (their clients lose nothing); if that is not enough,
+        drop the oldest half too, so a flood of addresses cannot exhaust memory."""
+        for key in [k for k in self._buckets if self._refilled(k, now) >= self.rate.capacity]:
+            del self._buckets[key]
+        if len(self._buckets) > MAX_TRACKED_CLIENTS // 2:
+            oldest = sorted(self._buckets, key=lambda k: self._buckets[k][1])
+            for key in oldest[: len(oldest) - MAX_TRACKED_CLIENTS // 2]:
+                del self._buckets[key]
+
+
+def init_app(app: Flask) -> None:
+    for key, value in DEFAULTS.items():
+        app.config.setdefault(key, value)
+    # Heroku sets DYNO in every dyno, and there the router is always in front of us.
+    app.config.setdefault("TRUSTED_PROXY_HOPS", 1 if os.environ.get("DYNO") else 0)
+    trust_proxy(app)
+    init_cors(app)
+    init_rate_limits(app)
+    app.after_request(add_security_headers)
+
+
+def trust_proxy(app: Flask) -> None:
+    hops = int(app.config["TRUSTED_PROXY_HOPS"] or 0)
+    if hops > 0:
+        # Heroku's router appends the client's address to X-Forwarded-For; trusting
+        # exactly one hop means a client's own X-Forwarded-For value is ignored.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)
+
+
+def cors_origins(app: Flask) -> list[str]:
+    raw = app.config.get("CORS_ORIGINS") or ""
+    return [o.strip().rstrip("/") for o in str(raw).split(",") if o.strip()]
+
+
+def init_cors(app: Flask) -> None:
+    origins = cors_origins(app)
+    if not origins:
+        return  # Same-origin only: browsers block cross-site reads without CORS headers.
+    from flask_cors import CORS
+
+    # No credentials: the API uses no cookies, and the admin token is sent explicitly.
+    CORS(
+        app,
+        resources={r"/api/*": {}, r"/hook": {}, r"/healthz": {}},
+        origins=origins,
+        supports_credentials=False,
+        allow_headers=["Content-Type", "Authorization"],
+        max_age=600,
+    )
+
+
+def init_rate_limits(app: Flask) -> None:
+    limiters = {}
+    for route, setting in LIMITED_ROUTES.items():
+        rate = parse_rate(app.config.get(setting))
+        if rate is not None:
+            limiters[route] = TokenBucketLimiter(rate)
+    app.extensions["rate_limiters"] = limiters
+    app.before_request(check_rate_limit)
+
+
+def check_rate_limit() -> Response | None:
+    limiter = current_app.extensions["rate_limiters"].get((request.method, request.path))
+    if limiter is None:
+        return None
+    wait = limiter.take(request.remote_addr or "unknown")
+    if wait <= 0:
+        return None
+    seconds = max(1, math.ceil(wait))
+    response = jsonify(error=f"too many requests from your address; try again in {seconds} s")
+    response.status_code = 429
+    response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+def add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    return response

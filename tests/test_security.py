@@ -1,0 +1,332 @@
+"""Security headers, CORS, rate limits, admin guards, secrets and the request log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from digits import logs, security
+from main import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "s3cret-admin-token"
+
+
+def make_app(storage_dir: Path, **config):
+    return create_app({"TESTING": True, "STORAGE_URL": str(storage_dir), **config})
+
+
+# --- headers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/api/dataset/counts", "/no-such-page", "/api/openapi.json"]
+)
+def test_security_headers_on_every_response(client, path):
+    response = client.get(path)
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp
+    assert "img-src 'self' data:" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    assert "camera=()" in response.headers["Permissions-Policy"]
+
+
+def test_security_headers_on_errors_and_static(client):
+    too_big = client.post("/hook", data=b"x" * (2 * 1024 * 1024), content_type="application/json")
+    assert too_big.status_code == 413
+    assert too_big.headers["X-Frame-Options"] == "DENY"
+    static = client.get("/static/css/app.css")
+    if static.status_code == 200:
+        assert static.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_hsts_only_over_https(client):
+    assert "Strict-Transport-Security" not in client.get("/healthz").headers
+    secure = client.get("/healthz", base_url="https://localhost")
+    assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_pages_have_no_inline_scripts_or_styles():
+    """The CSP forbids inline code, so the templates must not rely on any."""
+    for template in (ROOT / "templates").rglob("*.html"):
+        text = template.read_text()
+        for tag in re.findall(r"<script\b[^>]*>", text):
+            assert "src=" in tag, f"inline <script> in {template.name}: {tag}"
+        assert "<style" not in text, f"inline <style> in {template.name}"
+        assert not re.search(r"\son[a-z]+=", text), f"inline event handler in {template.name}"
+
+
+# --- CORS ------------------------------------------------------------------------------
+
+
+def test_cors_is_same_origin_by_default(client):
+    response = client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+    preflight = client.options(
+        "/hook",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+def test_cors_origins_allows_only_the_listed_sites(storage_dir):
+    app = make_app(storage_dir, CORS_ORIGINS="https://a.example, https://b.example/")
+    client = app.test_client()
+    allowed = client.get("/api/dataset/counts", headers={"Origin": "https://b.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://b.example"
+    assert "Access-Control-Allow-Credentials" not in allowed.headers
+    other = client.get("/api/dataset/counts", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    preflight = client.options(
+        "/hook",
+        headers={
+            "Origin": "https://a.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Content-Type",
+        },
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://a.example"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+
+
+# --- rate limits -----------------------------------------------------------------------
+
+
+def test_parse_rate():
+    assert security.parse_rate("30/minute") == security.Rate(30.0, 0.5)
+    assert security.parse_rate(" 5 / second ") == security.Rate(5.0, 5.0)
+    assert security.parse_rate("off") is None and security.parse_rate("") is None
+    for bad in ("30", "0/minute", "-1/minute", "30/day", "lots"):
+        with pytest.raises(ValueError):
+            security.parse_rate(bad)
+
+
+def test_token_bucket_refills_over_time():
+    now = [0.0]
+    limiter = security.TokenBucketLimiter(security.Rate(2.0, 1.0), clock=lambda: now[0])
+    assert limiter.take("a") == 0.0 and limiter.take("a") == 0.0
+    assert limiter.take("a") == pytest.approx(1.0)
+    assert limiter.take("b") == 0.0  # another client has its own bucket
+    now[0] = 0.5
+    assert limiter.take("a") == pytest.approx(0.5)
+    now[0] = 1.0
+    assert limiter.take("a") == 0.0
+
+
+def test_token_bucket_memory_is_bounded(monkeypatch):
+    monkeypatch.setattr(security, "MAX_TRACKED_CLIENTS", 100)
+    now = [0.0]
+    limiter = security.TokenBucketLimiter(security.Rate(1.0, 1.0), clock=lambda: now[0])
+    for i in range(1000):
+        now[0] += 0.01
+        limiter.take(f"10.0.{i // 256}.{i % 256}")
+    assert len(limiter._buckets) <= 200
+
+
+def save(client, drawing_url, ip="198.51.100.7", **headers):
+    return client.post(
+        "/hook",
+        data={"imageBase64": drawing_url, "digit": "3"},
+        environ_base={"REMOTE_ADDR": ip},
+        headers=headers,
+    )
+
+
+def test_saves_are_rate_limited_per_client(storage_dir, drawing_url):
+    client = make_app(storage_dir, RATE_LIMIT_SAVES="3/minute").test_client()
+    assert [save(client, drawing_url).status_code for _ in range(3)] == [201, 201, 201]
+    refused = save(client, drawing_url)
+    assert refused.status_code == 429
+    assert "too many requests" in refused.json["error"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 20
+    assert refused.headers["X-Frame-Options"] == "DENY"
+    assert save(client, drawing_url, ip="198.51.100.8").status_code == 201
+    # Nothing was saved for the refused request: 4 drawings, 2 files each.
+    assert len([p for p in storage_dir.rglob("*") if p.is_file()]) == 8
+
+
+def test_feedback_is_rate_limited(storage_dir):
+    client = make_app(storage_dir, RATE_LIMIT_FEEDBACK="2/minute").test_client()
+    # A body the app refuses anyway (415), so this test does not depend on the view.
+    codes = [
+        client.post("/api/feedback", data="x", content_type="text/plain").status_code
+        for _ in range(3)
+    ]
+    assert codes == [415, 415, 429]
+
+
+def test_other_routes_are_not_limited(storage_dir):
+    client = make_app(storage_dir, RATE_LIMIT_SAVES="1/minute").test_client()
+    assert {client.get("/healthz").status_code for _ in range(5)} == {200}
+
+
+def test_rate_limit_off(storage_dir, drawing_url):
+    client = make_app(storage_dir, RATE_LIMIT_SAVES="off").test_client()
+    assert {save(client, drawing_url).status_code for _ in range(40)} == {201}
+
+
+def test_forwarded_for_is_ignored_without_a_trusted_proxy(storage_dir, drawing_url):
+    client = make_app(storage_dir, RATE_LIMIT_SAVES="1/minute").test_client()
+    assert save(client, drawing_url, **{"X-Forwarded-For": "203.0.113.1"}).status_code == 201
+    # A client cannot dodge the limit by inventing addresses.
+    assert save(client, drawing_url, **{"X-Forwarded-For": "203.0.113.2"}).status_code == 429
+
+
+def test_behind_heroku_router_the_last_hop_is_the_client(storage_dir, drawing_url):
+    client = make_app(
+        storage_dir, RATE_LIMIT_SAVES="1/minute", TRUSTED_PROXY_HOPS="1"
+    ).test_client()
+    # The router appends the real address; whatever the client put before it is ignored.
+    first = save(client, drawing_url, **{"X-Forwarded-For": "6.6.6.6, 203.0.113.1"})
+    assert first.status_code == 201
+    spoof = save(client, drawing_url, **{"X-Forwarded-For": "7.7.7.7, 203.0.113.1"})
+    assert spoof.status_code == 429
+    other = save(client, drawing_url, **{"X-Forwarded-For": "6.6.6.6, 203.0.113.2"})
+    assert other.status_code == 201
+
+
+def test_heroku_dyno_trusts_one_hop(storage_dir, monkeypatch):
+    monkeypatch.setenv("DYNO", "web.1")
+    app = make_app(storage_dir)
+    assert app.config["TRUSTED_PROXY_HOPS"] == 1
+    monkeypatch.delenv("DYNO")
+    assert make_app(storage_dir).config["TRUSTED_PROXY_HOPS"] == 0
+
+
+def test_limits_come_from_the_environment(storage_dir, monkeypatch):
+    monkeypatch.setenv("RATE_LIMIT_SAVES", "1000/second")
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example")
+    app = make_app(storage_dir)
+    assert app.config["RATE_LIMIT_SAVES"] == "1000/second"
+    assert app.config["CORS_ORIGINS"] == "https://a.example"
+
+
+# --- admin endpoints -------------------------------------------------------------------
+
+ADMIN_ENDPOINTS = [
+    ("GET", "/api/dataset/export"),
+    ("DELETE", "/api/dataset/3_20261124T000000000000_abcdefabcdef"),
+    ("POST", "/api/models/rollback"),
+]
+
+
+def has_route(app, method: str, path: str) -> bool:
+    adapter = app.url_map.bind("localhost")
+    try:
+        adapter.match(path, method=method)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("method,path", ADMIN_ENDPOINTS)
+def test_admin_endpoints_are_guarded(storage_dir, method, path):
+    off = make_app(storage_dir)
+    if not has_route(off, method, path):
+        pytest.skip(f"{method} {path} does not exist yet")
+    assert off.test_client().open(path, method=method).status_code == 403
+    client = make_app(storage_dir, ADMIN_TOKEN=TOKEN).test_client()
+    missing = client.open(path, method=method)
+    assert missing.status_code == 401 and "error" in missing.json
+    wrong_scheme = client.open(path, method=method, headers={"Authorization": f"Basic {TOKEN}"})
+    assert wrong_scheme.status_code == 401
+    wrong = client.open(path, method=method, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and "error" in wrong.json
+    prefix = client.open(path, method=method, headers={"Authorization": f"Bearer {TOKEN[:-1]}"})
+    assert prefix.status_code == 403
+    right = client.open(path, method=method, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert right.status_code not in (401, 403)
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+
+def test_secrets_have_no_defaults(storage_dir, monkeypatch):
+    for name in ("ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    app = make_app(storage_dir)
+    assert app.config["ADMIN_TOKEN"] == ""
+    assert not any(k.startswith("AWS_") and "KEY" in k for k in app.config)
+
+
+def test_no_secrets_in_source_files():
+    """No AWS key ids, and no secret-looking assignments with literal values, in the code."""
+    key_id = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+    assignment = re.compile(
+        r"""(secret_access_key|admin_token|password)\s*[=:]\s*["'][^"'\s]{6,}["']""", re.I
+    )
+    for path in [*ROOT.glob("*.py"), *ROOT.glob("digits/**/*.py"), ROOT / "app.json"]:
+        if not path.exists():
+            continue
+        text = path.read_text()
+        assert not key_id.search(text), path
+        assert not assignment.search(text), path
+
+
+# --- request log -----------------------------------------------------------------------
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(record.getMessage()))
+
+
+@pytest.fixture
+def log_lines():
+    handler = Lines()
+    logger = logging.getLogger(logs.LOGGER_NAME)
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)
+
+
+def test_one_json_line_per_request(client, log_lines, drawing_url):
+    client.get("/healthz")
+    client.post("/hook", data={"imageBase64": drawing_url, "digit": "4"})
+    client.post("/hook", json={"digit": "x"})
+    client.get("/missing")
+    assert [(x["method"], x["path"], x["status"]) for x in log_lines] == [
+        ("GET", "/healthz", 200),
+        ("POST", "/hook", 201),
+        ("POST", "/hook", 400),
+        ("GET", "/missing", 404),
+    ]
+    for line in log_lines:
+        assert line["event"] == "request"
+        assert isinstance(line["ms"], float) and line["ms"] >= 0
+        assert line["client"] == "127.0.0.1"
+        assert re.fullmatch(r"[0-9a-f]{32}", line["request_id"])
+
+
+def test_request_id_from_the_router_is_kept_and_echoed(client, log_lines):
+    rid = "9f0c1f2e-7a4b-4c1d-8e2f-0123456789ab"
+    response = client.get("/healthz", headers={"X-Request-ID": rid})
+    assert response.headers["X-Request-ID"] == rid
+    assert log_lines[-1]["request_id"] == rid
+    forged = client.get("/healthz", headers={"X-Request-ID": 'x" "status": 200'})
+    assert forged.headers["X-Request-ID"] != 'x" "status": 200'
+
+
+def test_rate_limited_requests_are_logged(storage_dir, log_lines, drawing_url):
+    client = make_app(storage_dir, RATE_LIMIT_SAVES="1/minute").test_client()
+    save(client, drawing_url)
+    save(client, drawing_url)
+    assert [x["status"] for x in log_lines] == [201, 429]
+    assert log_lines[-1]["client"] == "198.51.100.7"
+
+
+def test_request_log_can_be_turned_off(storage_dir, log_lines):
+    make_app(storage_dir, LOG_REQUESTS="off").test_client().get("/healthz")
+    assert log_lines == []
