@@ -29,14 +29,16 @@ def trainer_command(
     settings = trainer_settings(margin, learning_rate)
     storage = current_app.extensions["storage"]
     models_dir = current_app.config["MODELS_DIR"]
-    reference = learner.load_reference(
-        current_app.config.get("MNIST_DIR", learner.mnist.DEFAULT_CACHE_DIR)
-    )
+    reference = learner.load_reference()
     click.echo(f"trainer: storage {storage.url}, margin {settings.margin_mnist * 100:.2f} pp")
-    while True:
+    if once:
         learner.learn_pending(storage, models_dir, reference, settings, report=report)
-        if once:
-            return
+        return
+    while True:
+        try:
+            learner.learn_pending(storage, models_dir, reference, settings, report=report)
+        except Exception:  # storage down, a bad record...: log it, keep serving the loop
+            logging.getLogger("digits.trainer").exception("trainer: update failed; will retry")
         time.sleep(interval)
 
 
