@@ -1,0 +1,133 @@
+"""A live Digits server in a background thread and Playwright driving Debian's Chromium.
+
+The server is the real app (`main.create_app`) on a free 127.0.0.1 port with
+local storage in a temporary folder, so tests can look at what was stored.
+One server and one browser serve the whole session: starting Chromium costs
+about a second, and the suite must stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ADMIN_TOKEN = "browser-test-admin-token"
+DESKTOP = {"viewport": {"width": 1280, "height": 900}, "device_scale_factor": 1}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+}
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: apt-get install -y chromium")
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.browser)
+            if not os.access(CHROMIUM, os.X_OK):
+                item.add_marker(skip)
+
+
+class LiveServer:
+    """werkzeug's server on a thread; `url` is its base address."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def storage_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("browser-storage")
+
+
+@pytest.fixture(scope="session")
+def live_app(storage_root):
+    from main import create_app
+
+    app = create_app(
+        {"TESTING": True, "STORAGE_URL": str(storage_root), "ADMIN_TOKEN": ADMIN_TOKEN}
+    )
+    if "pages" not in app.blueprints:
+        # Until main.py registers the pages itself (test_pages_are_registered says so),
+        # register them here so the browser tests can still exercise the real API.
+        from digits.pages import bp
+
+        app.register_blueprint(bp)
+    return app
+
+
+@pytest.fixture(scope="session")
+def live_server(live_app):
+    server = LiveServer(live_app)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _open_page(browser, options: dict):
+    context = browser.new_context(**options)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    # Uncaught script errors fail the test that caused them (see check_page_errors).
+    page.js_errors = []
+    page.on("pageerror", lambda error: page.js_errors.append(str(error)))
+    return context, page
+
+
+@pytest.fixture
+def page(browser):
+    context, page = _open_page(browser, DESKTOP)
+    yield page
+    context.close()
+    assert page.js_errors == [], f"JavaScript errors: {page.js_errors}"
+
+
+@pytest.fixture
+def phone_page(browser):
+    context, page = _open_page(browser, PHONE)
+    yield page
+    context.close()
+    assert page.js_errors == [], f"JavaScript errors: {page.js_errors}"
+
+
+@pytest.fixture(scope="session")
+def screenshots_dir() -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    return SCREENSHOTS
