@@ -64,6 +64,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     # --- end production ---
     app.before_request(check_body)
     register_routes(app)
+    from digits.pages import bp as pages
+
+    app.register_blueprint(pages)
     return app
 
 
