@@ -1,0 +1,47 @@
+"""`flask --app main train` and `flask --app main evaluate`.
+
+TensorFlow is imported inside the commands, so registering them costs the web app nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+
+@click.command("train")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: MODELS_DIR.")
+@click.option("--epochs", type=int, default=None, help="Epochs for both nets (default: per net).")
+@click.option("--limit", type=int, default=None, help="Use only the first N MNIST digits.")
+@click.option("--net", "nets", multiple=True, type=click.Choice(["fnn", "cnn"]), help="Repeatable.")
+@with_appcontext
+def train_command(out: Path | None, epochs: int | None, limit: int | None, nets) -> None:
+    """Train both nets from scratch on MNIST + collected drawings, save .keras and .tflite."""
+    from digits import training
+
+    out = out or Path(current_app.config["MODELS_DIR"])
+    per_net = {net: epochs for net in training.NETS} if epochs else None
+    training.train_all(
+        out,
+        storage=current_app.extensions["storage"],
+        epochs=per_net,
+        limit=limit,
+        nets=tuple(nets) or training.NETS,
+        log=click.echo,
+    )
+
+
+@click.command("evaluate")
+@click.option(
+    "--models", type=click.Path(path_type=Path), default=None, help="Default: MODELS_DIR."
+)
+@with_appcontext
+def evaluate_command(models: Path | None) -> None:
+    """Accuracy per net and per digit on MNIST test and the held-out drawings, with confusion."""
+    from digits import training
+
+    models = models or Path(current_app.config["MODELS_DIR"])
+    training.evaluate_saved(models, storage=current_app.extensions["storage"], log=click.echo)

@@ -1,0 +1,189 @@
+"""digits.preprocess: canvas drawing -> MNIST-like 28x28 input."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digits import mnist
+from digits.preprocess import preprocess_steps, preview_data_url, to_mnist, to_png_bytes
+
+SEVEN = [(60, 40), (140, 40), (90, 170)]
+
+
+def draw_seven(mode: str = "RGBA", width: int = 15) -> Image.Image:
+    """Black ink; RGBA/LA on transparent ground (a canvas never filled), others on white."""
+    ground = {"RGBA": (0, 0, 0, 0), "LA": (0, 0), "RGB": "white", "L": 255}[mode]
+    ink = {"RGBA": (0, 0, 0, 255), "LA": (0, 255), "RGB": "black", "L": 0}[mode]
+    image = Image.new(mode, (200, 200), ground)
+    ImageDraw.Draw(image).line(SEVEN, fill=ink, width=width, joint="curve")
+    return image
+
+
+def centre_of_mass(arr: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.indices(arr.shape)
+    return float((arr * rows).sum() / arr.sum()), float((arr * cols).sum() / arr.sum())
+
+
+def ink_extent(arr: np.ndarray) -> tuple[int, int]:
+    """(height, width) of the nonzero pixels' bounding box."""
+    rows, cols = np.nonzero(arr)
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+def test_output_is_float32_28x28_in_unit_range():
+    arr = to_mnist(draw_seven())
+    assert arr.shape == (28, 28)
+    assert arr.dtype == np.float32
+    assert arr.min() == 0.0
+    assert arr.max() == pytest.approx(1.0)
+    # White ink on black: the corners are background.
+    assert arr[0, 0] == 0.0 and arr[-1, -1] == 0.0
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGB", "L"])
+def test_transparent_ground_counts_as_white_paper(mode):
+    expected = to_mnist(draw_seven("RGBA"))
+    np.testing.assert_allclose(to_mnist(draw_seven(mode)), expected, atol=1 / 255)
+
+
+def test_palette_image_with_transparency():
+    rgba = draw_seven("RGBA")
+    palette = rgba.convert("P")  # transparent pixels keep their colour: black
+    palette.info["transparency"] = palette.getpixel((0, 0))
+    assert palette.getpixel((0, 0)) != palette.getpixel((100, 40))
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG")
+    decoded = Image.open(io.BytesIO(buffer.getvalue()))
+    np.testing.assert_allclose(to_mnist(decoded), to_mnist(rgba), atol=1 / 255)
+
+
+def test_transparent_ink_is_not_ink():
+    # Black pixels with alpha 0 are exactly what an erased canvas sends: paper, not ink.
+    assert to_mnist(Image.new("RGBA", (200, 200), (0, 0, 0, 0))) is None
+
+
+@pytest.mark.parametrize("mode, ground", [("RGB", "white"), ("L", 255), ("LA", (255, 255))])
+def test_blank_canvas_is_empty(mode, ground):
+    assert to_mnist(Image.new(mode, (200, 200), ground)) is None
+
+
+def test_faint_noise_is_empty():
+    noise = np.random.default_rng(0).integers(230, 256, (200, 200), dtype=np.uint8)
+    assert to_mnist(Image.fromarray(noise)) is None
+
+
+@pytest.mark.parametrize("size", [2, 8, 15])
+def test_speck_is_empty(size):
+    image = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(image).ellipse([90, 90, 90 + size, 90 + size], fill=0)
+    assert to_mnist(image) is None
+
+
+@pytest.mark.parametrize("length", [40, 60, 150])
+def test_short_stroke_with_real_brush_is_a_digit(length):
+    image = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(image).line([(100, 20), (100, 20 + length)], fill=0, width=15)
+    assert to_mnist(image) is not None
+
+
+def test_longest_side_fits_20_px_keeping_aspect_ratio():
+    image = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(image).rectangle([30, 40, 69, 139], fill=0)  # 40 wide, 100 tall
+    arr = to_mnist(image)
+    assert ink_extent(arr) == (20, 8)
+
+
+def test_square_fills_20x20():
+    image = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(image).rectangle([120, 10, 179, 69], fill=0)
+    assert ink_extent(to_mnist(image)) == (20, 20)
+
+
+@pytest.mark.parametrize("corner", [(0, 0), (130, 0), (0, 130), (130, 130)])
+def test_position_on_canvas_does_not_matter(corner):
+    image = Image.new("L", (200, 200), 255)
+    x, y = corner
+    ImageDraw.Draw(image).line([(x + 5, y + 5), (x + 60, y + 5), (x + 30, y + 65)], fill=0, width=9)
+    arr = to_mnist(image)
+    com_y, com_x = centre_of_mass(arr)
+    # Placed by integer shifts, like MNIST: the centre of mass is within half a pixel of 14.
+    assert abs(com_y - 14) <= 0.5 and abs(com_x - 14) <= 0.5
+
+
+def test_lopsided_digit_is_centred_by_mass_not_by_box():
+    image = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([20, 20, 49, 179], fill=0)  # heavy bar on the left
+    draw.rectangle([50, 95, 119, 104], fill=0)  # thin arm to the right
+    arr = to_mnist(image)
+    cols = np.nonzero(arr.any(axis=0))[0]
+    box_centre = (cols.min() + cols.max()) / 2
+    assert abs(centre_of_mass(arr)[1] - 14) <= 0.5
+    assert box_centre > 15  # the box itself sits right of centre
+
+
+def best_aligned_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Correlation after the best shift of at most 1 px: centring rounds to whole pixels."""
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    return max(np.corrcoef(np.roll(a, s, (0, 1)).ravel(), b.ravel())[0, 1] for s in shifts)
+
+
+def test_mnist_digits_survive_canvas_rendering():
+    images, _labels = mnist.load_fixture()
+    errors, correlations = [], []
+    for image in images:
+        # As a user would: black ink on white, about 150 px tall, anywhere on the canvas.
+        canvas = Image.new("L", (200, 200), 255)
+        canvas.paste(Image.fromarray(255 - image).resize((150, 150), Image.BILINEAR), (35, 10))
+        arr = to_mnist(canvas)
+        original = image / 255.0
+        errors.append(np.abs(arr - original).mean())
+        correlations.append(best_aligned_correlation(arr, original))
+    assert np.mean(errors) < 0.04
+    assert np.mean(correlations) > 0.95
+    assert min(correlations) > 0.8
+
+
+def test_mnist_digit_itself_is_nearly_unchanged():
+    images, _labels = mnist.load_fixture()
+    for image in images[:50]:
+        arr = to_mnist(Image.fromarray(255 - image))
+        assert np.abs(arr - image / 255.0).mean() < 0.02
+
+
+def test_png_preview_round_trip():
+    arr = to_mnist(draw_seven())
+    decoded = np.asarray(Image.open(io.BytesIO(to_png_bytes(arr))))
+    assert decoded.shape == (28, 28)
+    np.testing.assert_allclose(decoded / 255.0, arr, atol=0.5 / 255 + 1e-6)
+    url = preview_data_url(arr)
+    assert url.startswith("data:image/png;base64,")
+    assert base64.b64decode(url.split(",", 1)[1]) == to_png_bytes(arr)
+
+
+def test_steps_end_with_the_model_input():
+    image = draw_seven()
+    steps = preprocess_steps(image)
+    assert len(steps) == 5
+    assert all(isinstance(title, str) and title for title, _ in steps)
+    final = np.asarray(steps[-1][1]) / 255.0
+    np.testing.assert_allclose(final, to_mnist(image), atol=0.5 / 255 + 1e-6)
+    assert steps[3][1].size == (12, 20)  # the seven fitted: 20 px tall
+
+
+def test_steps_of_blank_canvas_stop_early():
+    steps = preprocess_steps(Image.new("RGB", (200, 200), "white"))
+    assert "Blank" in steps[-1][0]
+
+
+def test_importing_preprocess_does_not_import_tensorflow():
+    code = "import sys, digits.preprocess; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
