@@ -330,3 +330,31 @@ def test_rate_limited_requests_are_logged(storage_dir, log_lines, drawing_url):
 def test_request_log_can_be_turned_off(storage_dir, log_lines):
     make_app(storage_dir, LOG_REQUESTS="off").test_client().get("/healthz")
     assert log_lines == []
+
+
+# --- Heroku Button (app.json) ----------------------------------------------------------
+
+
+def test_app_json_asks_for_secrets_and_generates_the_admin_token():
+    app_json = json.loads((ROOT / "app.json").read_text())
+    env = app_json["env"]
+    assert env["ADMIN_TOKEN"]["generator"] == "secret" and "value" not in env["ADMIN_TOKEN"]
+    for name in ("STORAGE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name]["required"] is True and "value" not in env[name], name
+    for name in ("AWS_DEFAULT_REGION", "CORS_ORIGINS", "RATE_LIMIT_SAVES"):
+        assert env[name]["description"], name
+    assert {"url": "heroku/python"} in app_json["buildpacks"]
+    assert app_json["formation"]["web"] == {"quantity": 1, "size": "basic"}
+    assert app_json["formation"]["worker"] == {"quantity": 1, "size": "basic"}
+
+
+# The worker: line is being added to the Procfile by the learning work; until then this fails.
+@pytest.mark.xfail(reason="Procfile has no worker: line yet", strict=False)
+def test_app_json_formation_matches_the_procfile():
+    processes = {
+        line.split(":", 1)[0].strip()
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if ":" in line and not line.startswith("#")
+    }
+    formation = json.loads((ROOT / "app.json").read_text())["formation"]
+    assert set(formation) <= processes, f"Procfile lacks {set(formation) - processes}"

@@ -1,0 +1,205 @@
+"""Measure the Heroku slug as the Python buildpack would build it, without Heroku.
+
+A slug is a tar.gz of /app: the pushed repository files (minus `.slugignore`), the Python
+runtime (`.heroku/python`), and every package from `requirements.txt`. This script builds
+the same three parts locally:
+
+1. `pip install -r requirements.txt --target DIR` into an empty folder;
+2. the files git would push (`git ls-files`), minus the `.slugignore` patterns;
+3. this machine's CPython install tree (`sys.base_prefix`), minus its test suites;
+
+then streams them through tar + gzip and reports the compressed size against the target
+(450 MB, leaving room under Heroku's hard limit of 500 MB) and the largest parts.
+
+    .venv/bin/python scripts/slug_size.py            # install, measure, write bench/out/slug.md
+    .venv/bin/python scripts/slug_size.py --reuse    # skip pip if the folder is already there
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import gzip
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+TARGET_MB = 450
+HEROKU_LIMIT_MB = 500
+# Test suites inside CPython's own library: the buildpack's runtime leaves them out too.
+RUNTIME_SKIP = {
+    "test",
+    "tests",
+    "idle_test",
+    "site-packages",
+    "__pycache__",
+    "turtledemo",
+    "ensurepip",
+}
+
+
+class CountingWriter:
+    """Counts bytes on their way to the file, so each part's compressed size is known."""
+
+    def __init__(self, raw) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def pip_install(target: Path, requirements: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    command += ["--no-warn-script-location", "--target", str(target), "-r", str(requirements)]
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def slugignore_patterns(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line.strip("/") for line in lines if line]
+
+
+def ignored(relative: str, patterns: list[str]) -> bool:
+    """`.gitignore`-like: a pattern matches the path, any leading folder, or any file name."""
+    parts = relative.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        fnmatch.fnmatch(candidate, pattern)
+        for pattern in patterns
+        for candidate in [*prefixes, *parts]
+    )
+
+
+def repo_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    patterns = slugignore_patterns(ROOT / ".slugignore")
+    names = [n for n in listed.decode().split("\0") if n]
+    return [n for n in names if (ROOT / n).is_file() and not ignored(n, patterns)]
+
+
+def runtime_files(prefix: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(prefix):
+        dirnames[:] = sorted(d for d in dirnames if d not in RUNTIME_SKIP)
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+def package_of(target: Path) -> dict[str, str]:
+    """Top-level entry in the target folder -> the distribution that installed it."""
+    owners = {}
+    for info in target.glob("*.dist-info"):
+        distribution = info.name.split("-")[0]
+        owners[info.name] = distribution
+        record = info / "RECORD"
+        if record.exists():
+            for line in record.read_text().splitlines():
+                top = line.split(",", 1)[0].split("/", 1)[0]
+                if top and not top.startswith(".."):
+                    owners.setdefault(top, distribution)
+    return owners
+
+
+def package_groups(target: Path) -> dict[str, list[Path]]:
+    owners = package_of(target)
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for entry in sorted(target.iterdir()):
+        group = owners.get(entry.name, entry.name)
+        files = [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if p.is_file())
+        groups[group].extend(files)
+    return groups
+
+
+def build(output: Path, target: Path, runtime: Path, level: int) -> list[tuple[str, int, int, int]]:
+    """Write the slug and return (part, files, raw bytes, compressed bytes) per part."""
+    parts: list[tuple[str, list[tuple[Path, str]]]] = [
+        ("app (repository files)", [(ROOT / n, f"app/{n}") for n in repo_files()]),
+        (
+            f"python runtime ({runtime})",
+            [(p, f"app/.heroku/python/{p.relative_to(runtime)}") for p in runtime_files(runtime)],
+        ),
+    ]
+    site = "app/.heroku/python/lib/python3.11/site-packages"
+    for group, files in package_groups(target).items():
+        parts.append((group, [(p, f"{site}/{p.relative_to(target)}") for p in files]))
+    sizes = []
+    with open(output, "wb") as raw:
+        counter = CountingWriter(raw)
+        with gzip.GzipFile(fileobj=counter, mode="wb", compresslevel=level, mtime=0) as gz:
+            with tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                for name, files in parts:
+                    before, total = counter.count, 0
+                    for path, arcname in files:
+                        tar.add(path, arcname=arcname, recursive=False)
+                        total += path.lstat().st_size
+                    gz.flush()  # so this part's compressed bytes are counted against it
+                    sizes.append((name, len(files), total, counter.count - before))
+    return sizes
+
+
+def report(sizes: list[tuple[str, int, int, int]], total: int, seconds: float, top: int) -> str:
+    verdict = "within target" if total <= TARGET_MB * MB else "OVER TARGET"
+    lines = [
+        "# Slug size",
+        "",
+        f"Compressed slug: **{total / MB:.1f} MB** — target ≤ {TARGET_MB} MB "
+        f"(Heroku's hard limit {HEROKU_LIMIT_MB} MB): {verdict}.",
+        f"Uncompressed: {sum(s[2] for s in sizes) / MB:.1f} MB in "
+        f"{sum(s[1] for s in sizes)} files; built in {seconds:.0f} s.",
+        "",
+        f"Largest {top} parts:",
+        "",
+        "| part | files | uncompressed MB | compressed MB |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, files, raw, packed in sorted(sizes, key=lambda s: -s[3])[:top]:
+        lines.append(f"| {name} | {files} | {raw / MB:.1f} | {packed / MB:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/digits-slug"))
+    parser.add_argument("--reuse", action="store_true", help="reuse an earlier pip install")
+    parser.add_argument("--requirements", type=Path, default=ROOT / "requirements.txt")
+    parser.add_argument("--runtime", type=Path, default=Path(sys.base_prefix))
+    parser.add_argument("--level", type=int, default=6, help="gzip level (gzip's default is 6)")
+    parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--report", type=Path, default=ROOT / "bench" / "out" / "slug.md")
+    args = parser.parse_args()
+
+    target = args.work / "site-packages"
+    if not (args.reuse and target.is_dir()):
+        if target.exists():
+            subprocess.run(["rm", "-rf", str(target)], check=True)
+        pip_install(target, args.requirements)
+    started = time.monotonic()
+    output = args.work / "slug.tar.gz"
+    sizes = build(output, target, args.runtime, args.level)
+    total = output.stat().st_size
+    text = report(sizes, total, time.monotonic() - started, args.top)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text)
+    print(text)
+    return 0 if total <= TARGET_MB * MB else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
