@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask, abort, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
+import functions
 from digits import dataset, logs, openapi, security
 from digits.auth import admin_required
 from digits.images import BadInput, decode_drawing, parse_label
@@ -53,6 +54,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["storage"] = app.config.get("STORAGE") or open_storage(
         app.config["STORAGE_URL"], app.config["AWS_ENDPOINT_URL"]
     )
+    # --- models: LiteRT serving, kept current by a watcher thread (functions.py) ---
+    app.extensions["models"] = functions.service_for(app.config, app.extensions["storage"])
+    app.register_error_handler(functions.ModelsUnavailable, models_unavailable)
+    # --- end models ---
     register_cli(app)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(BadInput, lambda e: (jsonify(error=str(e)), 400))
@@ -79,6 +84,11 @@ def register_cli(app: Flask) -> None:
 
     app.cli.add_command(trainer_command)
     # --- end learning from users ---
+    # --- models: flask models list|rollback (digits/cli_models.py) ---
+    from digits.cli_models import models_group
+
+    app.cli.add_command(models_group)
+    # --- end models ---
 
 
 def storage() -> Storage:
@@ -130,6 +140,7 @@ def register_routes(app: Flask) -> None:
     app.add_url_rule("/api/dataset/<name>", view_func=dataset_delete, methods=["DELETE"])
     app.add_url_rule("/api/dataset/export", view_func=dataset_export)
     register_learning_routes(app)  # learning from users: see the block at the end
+    register_model_routes(app)  # models: see the block at the end
 
 
 def hook():
@@ -147,7 +158,8 @@ def healthz():
         storage_state = "ok"
     except StorageUnavailable:
         storage_state = "unavailable"
-    return jsonify(status="ok", storage=storage_state)
+    # models: the version each net serves in this worker (null when they cannot load)
+    return jsonify(status="ok", storage=storage_state, models=models().versions())
 
 
 def dataset_counts():
@@ -231,3 +243,58 @@ def learning_stats():
 
 
 # --- end learning from users ---
+
+
+# --- models: POST /api/predict, GET /api/models, POST /api/models/rollback ---
+# (functions.py serves the nets, digits/predictions.py keeps the records, digits/registry.py
+# holds the versions)
+def register_model_routes(app: Flask) -> None:
+    app.add_url_rule("/api/predict", view_func=predict, methods=["POST"])
+    app.add_url_rule("/api/models", view_func=models_info)
+    app.add_url_rule("/api/models/rollback", view_func=models_rollback, methods=["POST"])
+
+
+def models() -> functions.ModelService:
+    return current_app.extensions["models"]
+
+
+def models_unavailable(error: functions.ModelsUnavailable):
+    current_app.logger.error("models unavailable: %s", error)
+    return jsonify(error="the models are unavailable right now, please try again"), 503
+
+
+def predict():
+    """Both nets' answer for a drawing; its record is saved in the background."""
+    from digits import predictions
+
+    fields = request_fields()
+    png, image = decode_drawing(fields.get("imageBase64"))
+    return jsonify(predictions.recognise(models().recognizer(), storage(), png, image))
+
+
+def models_info():
+    return jsonify(nets=models().describe())
+
+
+@admin_required
+def models_rollback():
+    from digits import registry
+
+    fields = request_fields()
+    net, version = fields.get("net"), fields.get("version")
+    if net not in registry.NETS:
+        raise BadInput(f"net must be one of {', '.join(registry.NETS)}")
+    if not registry.is_version(version):
+        raise BadInput('version must be "original" or a published version')
+    try:
+        pointer = registry.rollback(storage(), net, version, by="api")
+    except NotFound:
+        abort(404, f"{net} has no version {version}")
+    try:
+        models().refresh()  # this worker at once; the others within MODEL_POLL_SECONDS
+    except StorageUnavailable:
+        pass  # the pointer moved; the watcher swaps once storage answers again
+    return jsonify(pointer=pointer)
+
+
+# --- end models ---
