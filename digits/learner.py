@@ -350,7 +350,7 @@ def learn_net(
         training.export_tflite(candidate),
         keras_bytes(candidate),
         metrics,
-        expected_version=None if work.base_version == "original" else work.base_version,
+        expected_version=work.base_version,
     )
     write_markers(storage, net, ids, "learned", version=version)
     return Outcome(net, "published", version, "", scores)

@@ -114,25 +114,21 @@ def confusion(labelled: list[dict], net: str) -> list[list[int]]:
 
 
 def versions(storage: Storage, models_dir: str) -> list[dict]:
-    current = registry.current(storage)
+    """Every version of each net ("original" first), its metrics card and whether it serves."""
     out = []
     for net in NETS:
-        names = [v["version"] for v in registry.versions(storage, net)]
-        for version in ["original", *[n for n in names if n != "original"]]:
-            out.append(version_entry(storage, models_dir, net, version, current.get(net)))
+        for entry in registry.versions(storage, net, models_dir):
+            out.append(version_entry(net, entry))
     return out
 
 
-def version_entry(storage: Storage, models_dir: str, net: str, version: str, current: str | None):
-    try:
-        metrics = registry.metrics(storage, models_dir, net, version)
-    except (NotFound, FileNotFoundError):
-        metrics = {}
+def version_entry(net: str, entry: dict) -> dict:
+    metrics = entry.get("metrics") or {}
     return {
         "net": net,
-        "version": version,
-        "created": metrics.get("created"),
-        "current": version == (current or "original"),
+        "version": entry["version"],
+        "created": entry.get("created"),
+        "current": bool(entry.get("current")),
         "metrics": {
             "mnist_test_accuracy": metrics.get("mnist_test_accuracy"),
             "user_heldout_accuracy": metrics.get("user_heldout_accuracy"),

@@ -1,0 +1,158 @@
+"""POST /api/feedback: recorded once, atomically; nothing recorded on bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+
+import pytest
+
+from digits import feedback, predictions
+from tests.conftest import drawing_png
+
+
+def stored_keys(storage_dir, prefix: str) -> list[str]:
+    base = storage_dir / prefix
+    if not base.exists():
+        return []
+    return sorted(p.name for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def fake_prediction(pid: str, fnn: int = 3, cnn: int = 3, empty: bool = False) -> dict:
+    def output(digit: int) -> dict:
+        probabilities = [0.01] * 10
+        probabilities[digit] = 0.91
+        return {"digit": digit, "probabilities": probabilities}
+
+    return {
+        "id": pid,
+        "created": "2026-11-24T10:00:00+00:00",
+        "versions": {"fnn": "original", "cnn": "original"},
+        "fnn": output(fnn),
+        "cnn": output(cnn),
+        "empty": empty,
+        "image": base64.b64encode(drawing_png()).decode(),
+    }
+
+
+@pytest.fixture
+def made(monkeypatch) -> dict:
+    """Predictions by id, served through predictions.load (the serving engineer's API)."""
+    known: dict[str, dict] = {}
+
+    def load(storage, pid):
+        if pid not in known:
+            raise feedback.NotFound(pid)
+        return known[pid]
+
+    monkeypatch.setattr(predictions, "load", load)
+    known["p1"] = fake_prediction("p1", fnn=3, cnn=3)
+    known["p2"] = fake_prediction("p2", fnn=5, cnn=7)
+    known["blank"] = fake_prediction("blank", empty=True)
+    return known
+
+
+def test_confirmation_is_recorded_with_drawing(client, storage_dir, made):
+    response = client.post("/api/feedback", json={"id": "p1", "digit": 3, "consent": True})
+    assert response.status_code == 202
+    assert response.json == {"recorded": True}
+    record = json.loads((storage_dir / "feedback" / "p1.json").read_text())
+    assert record["digit"] == 3 and record["consent"] is True
+    assert record["source"] == "confirmation"
+    assert record["cnn"]["digit"] == 3 and len(record["fnn"]["probabilities"]) == 10
+    assert record["versions"] == {"fnn": "original", "cnn": "original"}
+    assert base64.b64decode(record["image"]) == drawing_png()
+    drawings = stored_keys(storage_dir, "drawings/3")
+    assert len(drawings) == 2  # the PNG and its metadata
+    meta = json.loads((storage_dir / "drawings" / "3" / drawings[0]).read_text())
+    assert meta["source"] == "confirmation" and meta["prediction_id"] == "p1"
+
+
+def test_correction_and_not_a_digit(client, storage_dir, made):
+    assert (
+        client.post("/api/feedback", json={"id": "p2", "digit": 7, "consent": True}).status_code
+        == 202
+    )
+    record = feedback.load(feedback_storage(client), "p2")
+    assert record["source"] == "correction"  # the FNN said 5
+    assert record["correct"] == {"fnn": False, "cnn": True}
+    response = client.post("/api/feedback", json={"id": "p1", "digit": None, "consent": True})
+    assert response.status_code == 202
+    assert len(stored_keys(storage_dir, "drawings/none")) == 2
+
+
+def feedback_storage(client):
+    return client.application.extensions["storage"]
+
+
+def test_without_consent_no_drawing_is_kept(client, storage_dir, made):
+    response = client.post("/api/feedback", json={"id": "p1", "digit": 3, "consent": False})
+    assert response.status_code == 202
+    record = json.loads((storage_dir / "feedback" / "p1.json").read_text())
+    assert record["consent"] is False and "image" not in record
+    assert stored_keys(storage_dir, "drawings") == []
+
+
+def test_unknown_prediction_is_404(client, storage_dir, made):
+    response = client.post("/api/feedback", json={"id": "nope", "digit": 3, "consent": True})
+    assert response.status_code == 404
+    response = client.post("/api/feedback", json={"id": "../x", "digit": 3, "consent": True})
+    assert response.status_code == 404
+    assert not storage_dir.exists() or stored_keys(storage_dir, "") == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"digit": 3, "consent": True},
+        {"id": "p1", "consent": True},
+        {"id": "p1", "digit": 3},
+        {"id": "p1", "digit": 10, "consent": True},
+        {"id": "p1", "digit": "x", "consent": True},
+        {"id": "p1", "digit": True, "consent": True},
+        {"id": "p1", "digit": 3, "consent": "yes"},
+        {"id": 5, "digit": 3, "consent": True},
+        {"id": "blank", "digit": 3, "consent": True},
+    ],
+)
+def test_bad_input_is_400_and_records_nothing(client, storage_dir, made, body):
+    response = client.post("/api/feedback", json=body)
+    assert response.status_code == 400
+    assert response.json["error"]
+    assert stored_keys(storage_dir, "feedback") == []
+    assert stored_keys(storage_dir, "drawings") == []
+
+
+def test_second_feedback_is_409_and_changes_nothing(client, storage_dir, made):
+    assert (
+        client.post("/api/feedback", json={"id": "p1", "digit": 3, "consent": True}).status_code
+        == 202
+    )
+    before = (storage_dir / "feedback" / "p1.json").read_bytes()
+    response = client.post("/api/feedback", json={"id": "p1", "digit": 8, "consent": True})
+    assert response.status_code == 409
+    assert (storage_dir / "feedback" / "p1.json").read_bytes() == before
+    assert stored_keys(storage_dir, "drawings/8") == []
+
+
+def test_concurrent_double_feedback_gives_exactly_one_202(app, made):
+    statuses: list[int] = []
+    start = threading.Barrier(8)
+
+    def send(digit: int) -> None:
+        client = app.test_client()
+        start.wait()
+        body = {"id": "p2", "digit": digit, "consent": True}
+        statuses.append(client.post("/api/feedback", json=body).status_code)
+
+    threads = [threading.Thread(target=send, args=(d,)) for d in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [202] + [409] * 7
+    storage = app.extensions["storage"]
+    winner = feedback.load(storage, "p2")["digit"]
+    assert len(list(storage.list("drawings/"))) == 2
+    assert all(key.startswith(f"drawings/{winner}/") for key in storage.list("drawings/"))

@@ -1,0 +1,204 @@
+"""The trainer: `--once` learns corrections and publishes; worse candidates are rejected;
+crashes neither lose nor double-learn a sample. Tiny nets trained on the 200-digit fixture."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("tensorflow")
+
+from digits import learner, mnist, predictions, registry, training  # noqa: E402
+from main import create_app  # noqa: E402
+
+keras = pytest.importorskip("keras")
+SMALL = {"copies": 2, "replay_min": 64, "epochs": 1, "batch_size": 32, "min_user_heldout": 1000}
+
+
+def tiny(net: str):
+    from keras import layers
+
+    body = [layers.Flatten(), layers.Dense(16, activation="relu")]
+    if net == "cnn":
+        body = [layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2), *body]
+    return keras.Sequential([keras.Input((28, 28, 1)), *body, layers.Dense(10, "softmax")])
+
+
+@pytest.fixture(scope="session")
+def reference() -> learner.Reference:
+    """Fixture digits through to_mnist: the first 100 for replay, the last 100 as the test set."""
+    images, labels = mnist.load_fixture()
+    x, y = training.normalise_mnist(images), labels.astype(np.int64)
+    return learner.Reference(x[:100], y[:100], x[100:], y[100:])
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory, reference) -> Path:
+    out = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(0)
+    for net in ("fnn", "cnn"):
+        model = training.compile_model(tiny(net), 3e-3)
+        model.fit(reference.train_x[..., None], reference.train_y, epochs=30, verbose=0)
+        model.save(out / f"{net}.keras")
+        (out / f"{net}.tflite").write_bytes(training.export_tflite(model))
+        (out / f"{net}.json").write_text(json.dumps({"mnist_test_accuracy": None}))
+    return out
+
+
+@pytest.fixture
+def app(storage_dir, models_dir, reference, monkeypatch):
+    monkeypatch.setattr(learner, "load_reference", lambda: reference)
+    monkeypatch.setattr(learner, "_seen", {})
+    config = {"STORAGE_URL": str(storage_dir), "MODELS_DIR": str(models_dir), "TRAINER": SMALL}
+    return create_app({"TESTING": True, "RATE_LIMIT_FEEDBACK": "off", **config})
+
+
+def canvas_png(digit28: np.ndarray) -> bytes:
+    """An MNIST digit as the page would send it: black ink on a white 200x200 canvas."""
+    image = Image.fromarray(255 - digit28).resize((200, 200), Image.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def output(digit: int, confidence: float = 0.5) -> dict:
+    probabilities = [(1 - confidence) / 9] * 10
+    probabilities[digit] = confidence
+    return {"digit": digit, "probabilities": probabilities}
+
+
+@pytest.fixture
+def corrections(app, monkeypatch) -> list[str]:
+    """Six consented corrections of fixture digits, on ids outside the held-out share."""
+    images, labels = mnist.load_fixture()
+    ids = [f"pred{i}" for i in range(40) if not training.is_held_out(f"pred{i}")][:6]
+    known = {}
+    for n, pid in enumerate(ids):
+        label = int(labels[n])
+        known[pid] = {
+            "id": pid,
+            "created": "2026-11-24T10:00:00+00:00",
+            "versions": {"fnn": "original", "cnn": "original"},
+            "fnn": output((label + 1) % 10),
+            "cnn": output((label + 2) % 10),
+            "empty": False,
+            "image": base64.b64encode(canvas_png(images[n])).decode(),
+        }
+    monkeypatch.setattr(predictions, "load", lambda storage, pid: known[pid])
+    client = app.test_client()
+    for n, pid in enumerate(ids):
+        body = {"id": pid, "digit": int(labels[n]), "consent": True}
+        assert client.post("/api/feedback", json=body).status_code == 202
+    return ids
+
+
+def run_trainer(app, *args: str):
+    return app.test_cli_runner().invoke(args=["trainer", "--once", *args])
+
+
+def marker(app, net: str, pid: str) -> dict:
+    storage = app.extensions["storage"]
+    return json.loads(storage.get(learner.marker_key(net, pid)).data)
+
+
+def test_once_learns_corrections_and_publishes(app, corrections):
+    result = run_trainer(app, "--margin", "5")
+    assert result.exit_code == 0, result.output
+    storage = app.extensions["storage"]
+    current = registry.current(storage)
+    for net in ("fnn", "cnn"):
+        assert current[net] != "original"
+        assert f"{net} published" in result.output
+        assert {marker(app, net, pid)["status"] for pid in corrections} == {"learned"}
+        metrics = registry.metrics(storage, app.config["MODELS_DIR"], net, current[net])
+        assert sorted(metrics["feedback_ids"]) == sorted(corrections)
+        assert 0.0 <= metrics["mnist_test_accuracy"] <= 1.0
+    again = run_trainer(app, "--margin", "5")
+    assert "published" not in again.output
+    assert registry.current(storage) == current
+
+
+def test_worse_candidate_is_rejected(app, corrections):
+    result = run_trainer(app, "--learning-rate", "20", "--margin", "0")
+    assert result.exit_code == 0, result.output
+    assert "fnn rejected" in result.output and "cnn rejected" in result.output
+    assert "MNIST test accuracy" in result.output
+    storage = app.extensions["storage"]
+    assert registry.current(storage) == {"fnn": "original", "cnn": "original"}
+    assert marker(app, "cnn", corrections[0])["status"] == "rejected"
+    # Processed, so the loop does not spin on them.
+    assert "rejected" not in run_trainer(app).output
+
+
+def test_crash_before_publish_keeps_the_queue(app, corrections, monkeypatch):
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed before publish")
+
+    storage = app.extensions["storage"]
+    with monkeypatch.context() as crash:
+        crash.setattr(registry, "publish", killed)
+        assert run_trainer(app, "--margin", "5").exit_code != 0
+    assert list(storage.list(learner.MARKERS)) == []  # nothing acknowledged as learned
+    result = run_trainer(app, "--margin", "5")
+    assert "fnn published" in result.output and "cnn published" in result.output
+    assert marker(app, "cnn", corrections[-1])["status"] == "learned"
+
+
+def test_crash_after_publish_does_not_learn_twice(app, corrections, reference, monkeypatch):
+    real = learner.write_markers
+
+    def crash_on_learned(storage, net, ids, status, **info):
+        if status == "learned":
+            raise RuntimeError("killed after publish")
+        real(storage, net, ids, status, **info)
+
+    with monkeypatch.context() as crash:
+        crash.setattr(learner, "write_markers", crash_on_learned)
+        assert run_trainer(app, "--margin", "5").exit_code != 0
+    storage = app.extensions["storage"]
+    fnn_version = registry.current(storage)["fnn"]
+    assert fnn_version != "original"
+    result = run_trainer(app, "--margin", "5")
+    assert "fnn published" not in result.output  # recovered from the version's metrics
+    assert registry.current(storage)["fnn"] == fnn_version
+    assert "cnn published" in result.output
+    assert marker(app, "fnn", corrections[0])["version"] == fnn_version
+
+
+def test_trust_weight_skips_labels_both_nets_are_sure_against():
+    settings = learner.Settings()
+    record = {"digit": 5, "fnn": output(3, 0.999), "cnn": output(3, 0.995)}
+    assert learner.trust_weight(record, settings) == 0.0
+    record = {"digit": 5, "fnn": output(3, 0.6), "cnn": output(3, 0.9)}
+    assert 0.25 <= learner.trust_weight(record, settings) < 1.0
+    record = {"digit": 5, "fnn": output(3, 0.999), "cnn": output(4, 0.999)}
+    assert learner.trust_weight(record, settings) == 1.0
+    record = {"digit": 3, "fnn": output(3, 0.999), "cnn": output(3, 0.999)}
+    assert learner.trust_weight(record, settings) == 1.0
+
+
+def test_gate_margin():
+    settings = learner.Settings(margin_mnist=0.003)
+    base = {"mnist_test_accuracy": 0.990, "user_heldout_accuracy": None, "user_heldout_count": 0}
+    assert learner.gate(base, {**base, "mnist_test_accuracy": 0.988}, settings) == ""
+    assert "MNIST" in learner.gate(base, {**base, "mnist_test_accuracy": 0.986}, settings)
+
+
+def test_only_consented_digits_are_pending(app, corrections, monkeypatch):
+    storage = app.extensions["storage"]
+    known = {pid: predictions.load(storage, pid) for pid in corrections}
+    for pid in ("refused", "notadigit"):
+        known[pid] = {**known[corrections[0]], "id": pid}
+    monkeypatch.setattr(predictions, "load", lambda storage, pid: known[pid])
+    client = app.test_client()
+    body = {"id": "refused", "digit": 1, "consent": False}
+    assert client.post("/api/feedback", json=body).status_code == 202
+    body = {"id": "notadigit", "digit": None, "consent": True}
+    assert client.post("/api/feedback", json=body).status_code == 202
+    assert sorted(learner.learnable_records(storage)) == sorted(corrections)

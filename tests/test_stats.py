@@ -1,0 +1,91 @@
+"""GET /api/stats: the numbers match the feedback given."""
+
+from __future__ import annotations
+
+import pytest
+
+from digits import stats
+from tests.test_feedback import fake_prediction, made  # noqa: F401 (fixture)
+
+# (prediction id, FNN said, CNN said, the user's digit)
+GIVEN = [
+    ("a", 3, 3, 3),
+    ("b", 5, 3, 3),
+    ("c", 7, 1, 7),
+    ("d", 2, 2, None),  # not a digit: no accuracy either way
+    ("e", 8, 8, 0),
+]
+
+
+@pytest.fixture
+def answered(client, made):  # noqa: F811
+    stats.clear_cache()
+    for pid, fnn, cnn, digit in GIVEN:
+        made[pid] = fake_prediction(pid, fnn=fnn, cnn=cnn)
+        body = {"id": pid, "digit": digit, "consent": pid != "e"}
+        assert client.post("/api/feedback", json=body).status_code == 202
+    yield client
+    stats.clear_cache()
+
+
+def test_totals_count_only_feedback_with_a_digit(answered):
+    body = answered.get("/api/stats").json
+    assert body["totals"]["feedback"] == 5
+    assert body["totals"]["fnn"] == {"correct": 2, "total": 4, "accuracy": 0.5}
+    assert body["totals"]["cnn"] == {"correct": 2, "total": 4, "accuracy": 0.5}
+
+
+def test_per_digit_recall_and_confusion(answered):
+    body = answered.get("/api/stats").json
+    fnn, cnn = body["per_digit"]["fnn"], body["per_digit"]["cnn"]
+    assert fnn[3] == 0.5 and cnn[3] == 1.0
+    assert fnn[7] == 1.0 and cnn[7] == 0.0
+    assert fnn[0] == 0.0 and cnn[0] == 0.0
+    assert fnn[1] is None and cnn[9] is None
+    confusion = body["confusion"]["cnn"]
+    assert confusion[3][3] == 2 and confusion[7][1] == 1 and confusion[0][8] == 1
+    assert sum(map(sum, confusion)) == 4
+    assert sum(map(sum, body["confusion"]["fnn"])) == 4
+
+
+def test_timeline_groups_by_day_net_and_version(answered):
+    timeline = answered.get("/api/stats").json["timeline"]
+    assert {(p["net"], p["version"]) for p in timeline} == {
+        ("fnn", "original"),
+        ("cnn", "original"),
+    }
+    cnn = next(p for p in timeline if p["net"] == "cnn")
+    assert (cnn["correct"], cnn["total"], cnn["accuracy"]) == (2, 4, 0.5)
+    assert len(cnn["date"]) == 10
+
+
+def test_versions_list_the_current_ones(answered):
+    versions = answered.get("/api/stats").json["versions"]
+    assert {(v["net"], v["version"], v["current"]) for v in versions} >= {
+        ("fnn", "original", True),
+        ("cnn", "original", True),
+    }
+    assert all(
+        set(v["metrics"]) >= {"mnist_test_accuracy", "user_heldout_accuracy"} for v in versions
+    )
+
+
+def test_empty_stats(client):
+    stats.clear_cache()
+    body = client.get("/api/stats").json
+    assert body["totals"] == {
+        "feedback": 0,
+        "fnn": {"correct": 0, "total": 0, "accuracy": None},
+        "cnn": {"correct": 0, "total": 0, "accuracy": None},
+    }
+    assert body["per_digit"]["fnn"] == [None] * 10
+    assert body["timeline"] == []
+
+
+def test_answer_is_cached_briefly(answered, made, monkeypatch):  # noqa: F811
+    first = answered.get("/api/stats").json["totals"]["feedback"]
+    made["f"] = fake_prediction("f")
+    answered.post("/api/feedback", json={"id": "f", "digit": 3, "consent": True})
+    assert answered.get("/api/stats").json["totals"]["feedback"] == first  # still cached
+    monkeypatch.setattr(stats, "CACHE_SECONDS", 0.0)
+    assert answered.get("/api/stats").json["totals"]["feedback"] == first + 1
