@@ -141,8 +141,18 @@ def publish(
     storage.put(version_key(net, version, "model.keras"), keras, if_none_match=True)
     body = json.dumps(card, indent=1).encode()
     storage.put(version_key(net, version, "metrics.json"), body, if_none_match=True)
-    move_pointer(storage, net, version, expected=expected_version, by=by)
+    try:
+        move_pointer(storage, net, version, expected=expected_version, by=by)
+    except PreconditionFailed:
+        discard(storage, net, version)  # lost the race: never served, so not kept either
+        raise
     return version
+
+
+def discard(storage: Storage, net: str, version: str) -> None:
+    # metrics.json first: without it the version is no longer listed, even if a delete fails.
+    for name in reversed(FILES):
+        storage.delete(version_key(net, version, name))
 
 
 def rollback(storage: Storage, net: str, version: str, by: str | None = None) -> dict:
