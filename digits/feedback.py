@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime
 
 from digits import dataset, predictions
@@ -48,11 +49,22 @@ def parse_request(fields: dict) -> tuple[str, int | None, bool]:
     return prediction_id, None if digit is None else parse_label(digit), consent
 
 
+# Predictions are saved by a background writer in the worker that made them; feedback landing
+# on another worker can arrive first, so an unknown id is looked up again briefly before a 404.
+RETRY_DELAYS = (0.02, 0.05, 0.1)
+
+
 def load_prediction(storage: Storage, prediction_id: str) -> dict:
-    try:
-        return predictions.load(storage, prediction_id)
-    except (NotFound, ValueError):  # ValueError: an id that cannot even be a storage key
-        raise UnknownPrediction(prediction_id) from None
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return predictions.load(storage, prediction_id)
+        except ValueError:  # an id that cannot even be a storage key
+            break
+        except NotFound:
+            if delay is None:
+                break
+            time.sleep(delay)
+    raise UnknownPrediction(prediction_id)
 
 
 def source_of(digit: int | None, prediction: dict) -> str:
