@@ -161,6 +161,28 @@ def compile_model(model: keras.Model, learning_rate=1e-3) -> keras.Model:
     return model
 
 
+class AugmentedDigits(keras.utils.PyDataset):
+    """Shuffled batches of [N, 28, 28] digits, freshly augmented each time they are drawn."""
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, aug: recipes.Augment, seed: int = 0, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.x, self.y, self.aug = x, y, aug
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.x) / BATCH_SIZE))
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        picked = self.order[index * BATCH_SIZE : (index + 1) * BATCH_SIZE]
+        return augment_batch(self.x[picked], self.rng, self.aug)[..., None], self.y[picked]
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
+
+
 def fit(
     model: keras.Model,
     x: np.ndarray,
@@ -170,19 +192,8 @@ def fit(
     seed: int = 0,
     verbose: int = 1,
 ) -> None:
-    """Train with freshly augmented data each epoch, one `model.fit` call per epoch."""
-    rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
-        x_epoch = augment_batch(x, rng, aug)[..., None]
-        model.fit(
-            x_epoch,
-            y,
-            batch_size=BATCH_SIZE,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            shuffle=True,
-            verbose=verbose,
-        )
+    """Train on freshly augmented batches, with Keras's progress bar."""
+    model.fit(AugmentedDigits(x, y, aug, seed), epochs=epochs, verbose=verbose)
 
 
 def train_net(net: str, data: Data, epochs: int, verbose: int = 1) -> tuple[keras.Model, float]:
@@ -315,14 +326,28 @@ def train_all(
     log: Callable[[str], None] = print,
     verbose: int = 1,
 ) -> dict[str, dict]:
-    """Train the nets from scratch, evaluate, save them into `out`; returns their model cards."""
-    epochs = {**EPOCHS, **(epochs or {})}
+    """Load MNIST (+ drawings in storage), train the nets from scratch, save them into `out`."""
     start = time.perf_counter()
     data = load_data(storage, limit)
     log(
-        f"data: {len(data.x_train)} train, {len(data.x_test)} test, {len(data.x_user)} held out "
-        f"({time.perf_counter() - start:.1f} s)"
+        f"data: {len(data.x_train)} train, {len(data.x_test)} test, {len(data.x_user)} held out"
+        f" ({time.perf_counter() - start:.1f} s)"
     )
+    cards = train_and_save(data, out, epochs, nets, log, verbose)
+    log(f"total wall time {time.perf_counter() - start:.1f} s")
+    return cards
+
+
+def train_and_save(
+    data: Data,
+    out: Path,
+    epochs: dict[str, int] | None = None,
+    nets: tuple[str, ...] = NETS,
+    log: Callable[[str], None] = print,
+    verbose: int = 1,
+) -> dict[str, dict]:
+    """Train each net from scratch, evaluate it, save it; returns the model cards."""
+    epochs = {**EPOCHS, **(epochs or {})}
     cards = {}
     for net in nets:
         model, seconds = train_net(net, data, epochs[net], verbose)
@@ -338,7 +363,6 @@ def train_all(
         )
         save_net(net, model, cards[net], out)
         log(f"{net}: trained in {seconds:.1f} s, saved to {out}")
-    log(f"total wall time {time.perf_counter() - start:.1f} s")
     return cards
 
 
