@@ -1,0 +1,340 @@
+"""POST /api/predict, prediction records, model routes and CLI, hot swap, and no TensorFlow."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digits import predictions, registry
+from digits.storage import LocalStorage, NotFound
+from main import create_app
+from tests.conftest import data_url, drawing_png
+from tests.test_model import make_models_dir, tiny_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def models_dir(tmp_path) -> Path:
+    return make_models_dir(tmp_path / "models")
+
+
+@pytest.fixture
+def model_app(storage_dir, models_dir):
+    return create_app(
+        {
+            "TESTING": True,
+            "STORAGE_URL": str(storage_dir),
+            "MODELS_DIR": str(models_dir),
+            "ADMIN_TOKEN": "secret",
+            "LOG_REQUESTS": "off",
+        }
+    )
+
+
+@pytest.fixture
+def mclient(model_app):
+    return model_app.test_client()
+
+
+def blank_png(mode: str = "RGB") -> bytes:
+    colour = (255, 255, 255, 0) if mode == "RGBA" else "white"
+    buffer = io.BytesIO()
+    Image.new(mode, (200, 200), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def post(client, png: bytes):
+    return client.post("/api/predict", json={"imageBase64": data_url(png)})
+
+
+def check_net(body: dict) -> None:
+    probabilities = body["probabilities"]
+    assert len(probabilities) == 10 and all(isinstance(p, float) for p in probabilities)
+    assert abs(sum(probabilities) - 1.0) < 1e-4
+    assert body["digit"] == int(np.argmax(probabilities))
+
+
+def test_a_drawing_gets_both_nets(mclient):
+    response = post(mclient, drawing_png())
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["empty"] is False
+    for net in ("fnn", "cnn"):
+        check_net(body[net])
+        assert body[net]["version"] == "original"
+        assert body["versions"][net] == {"current": "original", "original": "original"}
+    assert "original" not in body  # nothing differs from the shipped nets
+    preview = base64.b64decode(body["preview"].removeprefix("data:image/png;base64,"))
+    assert Image.open(io.BytesIO(preview)).size == (28, 28)
+
+
+def test_transparent_canvas_gives_the_same_answer(mclient):
+    white = post(mclient, drawing_png()).get_json()
+    clear = post(mclient, drawing_png(mode="RGBA")).get_json()
+    assert clear["empty"] is False
+    for net in ("fnn", "cnn"):
+        assert clear[net]["probabilities"] == white[net]["probabilities"]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_empty_canvas_runs_no_model(mclient, mode):
+    body = post(mclient, blank_png(mode)).get_json()
+    assert body["empty"] is True
+    for net in ("fnn", "cnn"):
+        assert body[net] == {"digit": None, "probabilities": None, "version": "original"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"imageBase64": ""},
+        {"imageBase64": 7},
+        {"imageBase64": "data:image/png;base64,!!!"},
+        {"imageBase64": "data:image/png;base64," + base64.b64encode(b"GIF89a").decode()},
+        {"imageBase64": "data:image/jpeg;base64,AAAA"},
+    ],
+)
+def test_bad_input_is_a_400_json(mclient, payload):
+    response = mclient.post("/api/predict", json=payload)
+    assert response.status_code == 400
+    assert response.get_json()["error"]
+
+
+def test_wrong_size_and_bad_bodies(mclient):
+    buffer = io.BytesIO()
+    Image.new("RGB", (100, 200), "white").save(buffer, "PNG")
+    assert post(mclient, buffer.getvalue()).status_code == 400
+    not_object = mclient.post("/api/predict", data="[1]", content_type="application/json")
+    assert not_object.status_code == 400
+    text = mclient.post("/api/predict", data="x", content_type="text/plain")
+    assert text.status_code == 415 and text.get_json()["error"]
+    big = mclient.post(
+        "/api/predict", data="x" * (1024 * 1024 + 1), content_type="application/json"
+    )
+    assert big.status_code == 413 and big.get_json()["error"]
+
+
+def test_a_form_works_too(mclient):
+    form = {"imageBase64": data_url(drawing_png())}
+    assert mclient.post("/api/predict", data=form).status_code == 200
+
+
+def test_the_record_is_found_by_id_before_and_after_it_is_saved(mclient, model_app):
+    png = drawing_png()
+    body = post(mclient, png).get_json()
+    storage = model_app.extensions["storage"]
+    queued = predictions.load(storage, body["id"])  # found whether queued or already saved
+    assert predictions.flush()
+    stored = json.loads(storage.get(predictions.key_of(body["id"])).data)
+    for record in (queued, stored):
+        assert record["id"] == body["id"]
+        assert record["versions"] == {"fnn": "original", "cnn": "original"}
+        assert record["cnn"]["probabilities"] == body["cnn"]["probabilities"]
+        assert record["empty"] is False
+        assert base64.b64decode(record["image"]) == png
+    assert predictions.load(storage, body["id"]) == stored
+
+
+def test_unknown_and_invalid_ids_are_not_found(model_app):
+    storage = model_app.extensions["storage"]
+    for pid in (predictions.new_id(), "../../etc/passwd", "", None):
+        with pytest.raises(NotFound):
+            predictions.load(storage, pid)
+
+
+def test_ids_are_unique_and_sortable():
+    ids = [predictions.new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert [i[:22] for i in ids] == sorted(i[:22] for i in ids)
+
+
+class SlowStorage(LocalStorage):
+    def __init__(self, root, gate: threading.Event) -> None:
+        super().__init__(root)
+        self.gate = gate
+
+    def put(self, key, data, **kwargs):
+        self.gate.wait(10)
+        return super().put(key, data, **kwargs)
+
+
+def test_a_full_queue_drops_instead_of_blocking(tmp_path):
+    gate = threading.Event()
+    storage = SlowStorage(tmp_path / "s", gate)
+    writer = predictions.Writer(max_pending=3)
+    records = [{"id": predictions.new_id()} for _ in range(10)]
+    started = time.perf_counter()
+    accepted = [writer.submit(storage, r) for r in records]
+    assert time.perf_counter() - started < 0.5  # never waits for the slow storage
+    assert accepted.count(False) == writer.dropped >= 6
+    gate.set()
+    assert writer.flush()
+    saved = list(storage.list("predictions/"))
+    assert len(saved) == accepted.count(True) == writer.written
+
+
+def test_healthz_and_models_info(mclient):
+    assert mclient.get("/healthz").get_json()["models"] == {"fnn": "original", "cnn": "original"}
+    nets = mclient.get("/api/models").get_json()["nets"]
+    assert nets["cnn"]["current"]["version"] == "original"
+    assert nets["cnn"]["original"]["metrics"]["mnist_test_accuracy"] == 0.5
+    assert nets["fnn"]["served"] == "original"
+
+
+def test_missing_models_answer_503(tmp_path):
+    app = create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "s"), "MODELS_DIR": "/nope"})
+    client = app.test_client()
+    response = post(client, drawing_png())
+    assert response.status_code == 503 and response.get_json()["error"]
+    assert client.get("/healthz").get_json()["models"] == {"fnn": None, "cnn": None}
+
+
+def publish_b(storage, net: str = "cnn") -> str:
+    return registry.publish(
+        storage, net, tiny_bytes(net, "b"), b"keras", {"mnist_test_accuracy": 1}
+    )
+
+
+def test_a_new_version_is_shown_beside_the_original(mclient, model_app):
+    version = publish_b(model_app.extensions["storage"])
+    model_app.extensions["models"].refresh()
+    body = post(mclient, drawing_png()).get_json()
+    assert body["cnn"]["version"] == version
+    assert body["versions"]["cnn"] == {"current": version, "original": "original"}
+    assert body["original"]["cnn"]["version"] == "original"
+    check_net(body["original"]["cnn"])
+    assert body["original"]["cnn"]["probabilities"] != body["cnn"]["probabilities"]
+    assert body["original"]["fnn"]["probabilities"] == body["fnn"]["probabilities"]
+
+
+def auth(token: str = "secret") -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_rollback_route(mclient, model_app):
+    storage = model_app.extensions["storage"]
+    first = publish_b(storage)
+    publish_b(storage)
+    url = "/api/models/rollback"
+    assert mclient.post(url, json={"net": "cnn", "version": first}).status_code == 401
+    assert (
+        mclient.post(url, json={"net": "cnn", "version": first}, headers=auth("no")).status_code
+        == 403
+    )
+    response = mclient.post(url, json={"net": "cnn", "version": first}, headers=auth())
+    assert response.status_code == 200
+    assert response.get_json()["pointer"]["cnn"] == first
+    assert registry.current(storage)["cnn"] == first
+    assert model_app.extensions["models"].versions()["cnn"] in (first, "original")
+    unknown = {"net": "cnn", "version": "20200101T000000Z-abcdef"}
+    assert mclient.post(url, json=unknown, headers=auth()).status_code == 404
+    for bad in ({"net": "rnn", "version": first}, {"net": "cnn", "version": "../x"}, {}):
+        response = mclient.post(url, json=bad, headers=auth())
+        assert response.status_code == 400 and response.get_json()["error"]
+
+
+def test_rollback_swaps_this_worker_at_once(mclient, model_app):
+    storage = model_app.extensions["storage"]
+    post(mclient, drawing_png())  # load the models
+    publish_b(storage)
+    model_app.extensions["models"].refresh()
+    rolled = mclient.post(
+        "/api/models/rollback", json={"net": "cnn", "version": "original"}, headers=auth()
+    )
+    assert rolled.status_code == 200
+    assert post(mclient, drawing_png()).get_json()["cnn"]["version"] == "original"
+
+
+def test_models_cli(model_app):
+    runner = model_app.test_cli_runner()
+    version = publish_b(model_app.extensions["storage"], "fnn")
+    listed = runner.invoke(args=["models", "list"])
+    assert listed.exit_code == 0
+    line = next(line for line in listed.output.splitlines() if version in line)
+    assert line.startswith("*") and "fnn" in line and "1.0000" in line
+    back = runner.invoke(args=["models", "rollback", "original", "--net", "fnn"])
+    assert back.exit_code == 0, back.output
+    assert registry.current(model_app.extensions["storage"])["fnn"] == "original"
+    again = runner.invoke(args=["models", "rollback", version])  # the net is found from VERSION
+    assert again.exit_code == 0 and "fnn: now serving" in again.output
+    missing = runner.invoke(args=["models", "rollback", "20200101T000000Z-abcdef"])
+    assert missing.exit_code != 0 and "no net has" in missing.output
+
+
+def test_hot_swap_under_load(storage_dir, models_dir):
+    app = create_app(
+        {
+            "TESTING": True,
+            "STORAGE_URL": str(storage_dir),
+            "MODELS_DIR": str(models_dir),
+            "MODEL_WATCH": True,
+            "MODEL_POLL_SECONDS": 0.2,
+            "LOG_REQUESTS": "off",
+        }
+    )
+    url = data_url(drawing_png())
+    statuses: list[int] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        client = app.test_client()
+        while not stop.is_set():
+            response = client.post("/api/predict", json={"imageBase64": url})
+            statuses.append(response.status_code)
+            seen.add(response.get_json()["fnn"]["version"])
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    version = publish_b(app.extensions["storage"], "fnn")
+    deadline = time.monotonic() + 5
+    while version not in seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert version in seen and "original" in seen
+    assert statuses and set(statuses) == {200}
+
+
+NO_TF_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path[:0] = [{root!r}]
+    from main import create_app
+    from tests.conftest import data_url, drawing_png
+    app = create_app({{"TESTING": True, "STORAGE_URL": {storage!r}, "MODELS_DIR": {models!r}}})
+    body = {{"imageBase64": data_url(drawing_png())}}
+    response = app.test_client().post("/api/predict", json=body)
+    assert response.status_code == 200, response.data
+    import digits.predictions
+    assert digits.predictions.flush()
+    print("tensorflow" in sys.modules, "keras" in sys.modules)
+    """
+)
+
+
+def test_the_web_process_never_imports_tensorflow(tmp_path, models_dir):
+    script = NO_TF_SCRIPT.format(
+        root=str(ROOT), storage=str(tmp_path / "s"), models=str(models_dir)
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["False", "False"]
