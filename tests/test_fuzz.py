@@ -1,0 +1,242 @@
+"""Fuzz the write endpoints with malformed requests: never a 5xx, never anything stored.
+
+Each endpoint gets 1,000 Hypothesis examples (derandomized, so every run sends the same
+requests): raw bytes under every content type, JSON that is not an object, objects with
+the right field names holding the wrong things, and drawings that are almost right (a PNG
+of the wrong size, truncated, not base64, a valid drawing with a bad label, ...).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from main import create_app
+from tests.conftest import data_url, drawing_png
+
+EXAMPLES = 1000
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
+CONTENT_TYPES = [
+    "application/json",
+    "application/json; charset=utf-8",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+    "multipart/form-data; boundary=xyz",
+    "text/plain",
+    "application/octet-stream",
+    "image/png",
+    "",
+]
+
+
+def png(size: tuple[int, int], mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, "white").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+GOOD_PNG = drawing_png()
+GOOD_URL = data_url(GOOD_PNG)
+# Built once: making PNGs inside every example would make the fuzz slow.
+WRONG_PNGS = [png((199, 200)), png((200, 201)), png((1, 1)), png((28, 28)), png((400, 400), "L")]
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@st.composite
+def bad_images(draw) -> object:
+    """An imageBase64 value that is never a valid 200×200 PNG data URL."""
+    choice = draw(st.integers(0, 7))
+    prefix = "data:image/png;base64,"
+    if choice == 0:
+        return draw(json_values)
+    if choice == 1:
+        return draw(st.text(max_size=200))
+    if choice == 2:  # right prefix, not base64
+        return prefix + draw(st.text(max_size=100))
+    if choice == 3:  # base64 of random bytes, sometimes behind a PNG signature
+        head = draw(st.sampled_from([b"", b"\x89PNG\r\n\x1a\n"]))
+        return prefix + base64.b64encode(head + draw(st.binary(max_size=300))).decode()
+    if choice == 4:  # a real PNG of the wrong size
+        return data_url(draw(st.sampled_from(WRONG_PNGS)))
+    if choice == 5:  # the right PNG cut short, or with a flipped byte in its CRC-checked header
+        if draw(st.booleans()):
+            return data_url(GOOD_PNG[: draw(st.integers(1, len(GOOD_PNG) - 1))])
+        broken = bytearray(GOOD_PNG)
+        broken[draw(st.integers(8, 32))] ^= draw(st.integers(1, 255))
+        return data_url(bytes(broken))
+    if choice == 6:  # another image type behind the PNG prefix, or the wrong prefix
+        return draw(st.sampled_from(["data:image/jpeg;base64,", "data:,", ""])) + GOOD_URL[22:]
+    return GOOD_URL[: draw(st.integers(0, len(GOOD_URL) - 1))]  # truncated data URL
+
+
+bad_digits = json_values.filter(
+    lambda v: (
+        not (
+            (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 9)
+            or (isinstance(v, str) and len(v) == 1 and v in "0123456789")
+        )
+    )
+)
+# Unknown fields, never named like a real one (that could make a request valid by accident).
+extra_fields = st.dictionaries(
+    st.text(max_size=8).filter(lambda k: k not in ("imageBase64", "digit", "id", "consent")),
+    json_values,
+    max_size=2,
+)
+any_digit = st.one_of(bad_digits, st.integers(0, 9), st.sampled_from(list("0123456789")))
+
+
+def encode(fields: dict, as_json: bool) -> tuple[bytes, str]:
+    if as_json:
+        return json.dumps(fields).encode(), "application/json"
+    form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+    return urlencode(form).encode(), "application/x-www-form-urlencoded"
+
+
+@st.composite
+def raw_bodies(draw) -> tuple[bytes, str]:
+    kind = draw(st.integers(0, 9))
+    if kind == 0:  # over the 1 MB limit
+        return b"{" + b" " * (1024 * 1024 + 1) + b"}", "application/json"
+    if kind <= 4:  # bytes under any content type
+        return draw(st.binary(max_size=500)), draw(st.sampled_from(CONTENT_TYPES))
+    if kind <= 6:  # JSON that is not an object
+        return json.dumps(draw(json_values)).encode(), "application/json"
+    text = draw(st.text(max_size=200))  # text that is almost JSON or almost a form
+    return text.encode("utf-8", "surrogatepass"), draw(st.sampled_from(CONTENT_TYPES))
+
+
+@st.composite
+def hook_requests(draw) -> tuple[bytes, str]:
+    """A save that must be refused: a bad image, or a good image with a bad label."""
+    if draw(st.integers(0, 3)) == 0:
+        return draw(raw_bodies())
+    if draw(st.booleans()):
+        fields = {"imageBase64": draw(bad_images()), "digit": draw(any_digit)}
+    else:
+        fields = {"imageBase64": GOOD_URL, "digit": draw(bad_digits)}
+    for name in draw(st.sets(st.sampled_from(["imageBase64", "digit"]), max_size=1)):
+        del fields[name]
+    fields.update(draw(extra_fields))
+    return encode(fields, as_json=draw(st.booleans()))
+
+
+@st.composite
+def predict_requests(draw) -> tuple[bytes, str]:
+    if draw(st.integers(0, 3)) == 0:
+        return draw(raw_bodies())
+    fields = {"imageBase64": draw(bad_images())}
+    if draw(st.booleans()):
+        del fields["imageBase64"]
+    fields.update(draw(extra_fields))
+    return encode(fields, as_json=draw(st.booleans()))
+
+
+@st.composite
+def feedback_requests(draw) -> tuple[bytes, str]:
+    """No prediction exists in this storage, so no feedback may ever be accepted."""
+    if draw(st.integers(0, 3)) == 0:
+        return draw(raw_bodies())
+    ids = st.one_of(
+        json_values,
+        st.text(max_size=60),
+        st.sampled_from(["../../etc/passwd", "a/b", "..", "", " ", "x" * 300, "%2e%2e"]),
+        st.uuids().map(lambda u: u.hex),
+    )
+    fields = {
+        "id": draw(ids),
+        "digit": draw(st.one_of(any_digit, st.none())),
+        "consent": draw(st.one_of(st.booleans(), json_values)),
+    }
+    for name in draw(st.sets(st.sampled_from(sorted(fields)), max_size=2)):
+        del fields[name]
+    fields.update(draw(extra_fields))
+    return encode(fields, as_json=draw(st.integers(0, 4)) > 0)
+
+
+@pytest.fixture(scope="module")
+def fuzz_app(tmp_path_factory):
+    storage_dir = tmp_path_factory.mktemp("fuzz") / "storage"
+    app = create_app(
+        {
+            "TESTING": True,
+            "STORAGE_URL": str(storage_dir),
+            "RATE_LIMIT_SAVES": "off",
+            "RATE_LIMIT_FEEDBACK": "off",
+            "LOG_REQUESTS": "off",
+        }
+    )
+    return app, storage_dir
+
+
+def stored(storage_dir: Path) -> list[str]:
+    if not storage_dir.exists():
+        return []
+    return [
+        str(p.relative_to(storage_dir))
+        for p in storage_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    ]
+
+
+def fuzz(app, storage_dir: Path, path: str, strategy) -> None:
+    client = app.test_client()
+    if client.post(path, data=b"", content_type="text/plain").status_code == 404:
+        pytest.skip(f"POST {path} does not exist yet")
+    sent: list[int] = []
+
+    @FUZZ
+    @given(strategy)
+    def one(request: tuple[bytes, str]) -> None:
+        body, content_type = request
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = client.post(path, data=body, headers=headers)
+        sent.append(response.status_code)
+        assert response.status_code < 500, (response.status_code, response.get_data()[:200])
+        assert response.status_code not in (200, 201), response.get_data()[:200]
+        assert response.is_json and isinstance(response.json.get("error"), str)
+
+    one()
+    assert len(sent) >= EXAMPLES
+    assert stored(storage_dir) == [], stored(storage_dir)[:5]
+
+
+@pytest.mark.slow
+def test_fuzz_hook(fuzz_app):
+    fuzz(*fuzz_app, "/hook", hook_requests())
+
+
+@pytest.mark.slow
+def test_fuzz_predict(fuzz_app):
+    fuzz(*fuzz_app, "/api/predict", predict_requests())
+
+
+@pytest.mark.slow
+def test_fuzz_feedback(fuzz_app):
+    fuzz(*fuzz_app, "/api/feedback", feedback_requests())
+
+
+def test_good_requests_still_work(fuzz_app, tmp_path):
+    """The fuzzers' notion of 'valid' matches the app's: the good drawing is accepted."""
+    app = create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "s")})
+    response = app.test_client().post("/hook", json={"imageBase64": GOOD_URL, "digit": 7})
+    assert response.status_code == 201
