@@ -78,6 +78,26 @@ def test_augment_batch_keeps_shape_range_and_varies():
     assert not np.allclose(out, training.augment_batch(x[:64], rng))
 
 
+def test_augment_without_distortion_is_identity():
+    from digits import recipes
+
+    x, _ = fixture_split()
+    none = recipes.Augment(rotation=0, shear=0, aspect=0, scale=0, shift=0, thick=0, thin=0)
+    out = recipes.augment_batch(x[:32], np.random.default_rng(0), none)
+    np.testing.assert_allclose(out, x[:32], atol=1e-6)
+
+
+def test_thickness_changes_ink_amount_the_right_way():
+    from digits import recipes
+
+    x, _ = fixture_split()
+    rng = np.random.default_rng(0)
+    thick = recipes.vary_thickness(x[:32], rng, thick=1.0, thin=0.0)
+    thin = recipes.vary_thickness(x[:32], rng, thick=0.0, thin=1.0)
+    assert (thick.sum(axis=(1, 2)) > x[:32].sum(axis=(1, 2))).all()
+    assert (thin.sum(axis=(1, 2)) < x[:32].sum(axis=(1, 2))).all()
+
+
 def test_scores_confusion_and_per_digit():
     result = training.scores(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]))
     assert result["accuracy"] == 0.75
