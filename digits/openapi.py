@@ -123,6 +123,15 @@ SCHEMAS = {
     },
 }
 
+SCHEMAS["Rollback"] = {
+    "type": "object",
+    "required": ["net", "version"],
+    "properties": {
+        "net": {"enum": ["fnn", "cnn"]},
+        "version": {"type": "string", "description": '"original" or a published version'},
+    },
+}
+
 PATHS = {
     "/hook": {
         "post": {
@@ -150,7 +159,7 @@ PATHS = {
             "summary": "Say which digit a prediction should have been (once per prediction)",
             "requestBody": body(ref("Feedback"), JSON),
             "responses": {
-                "201": json_response("recorded", {"type": "object"}),
+                "202": json_response("recorded; the trainer learns it later", {"type": "object"}),
                 "404": json_response("no prediction has this id"),
                 "409": json_response("this prediction has already taken feedback"),
                 **ERRORS,
@@ -230,11 +239,13 @@ PATHS = {
     },
     "/api/models/rollback": {
         "post": {
-            "summary": "Admin: serve the previous good version of a net again",
+            "summary": "Admin: serve an earlier version of a net (or the original) again",
             **ADMIN,
+            "requestBody": body(ref("Rollback"), JSON, FORM),
             "responses": {
-                "200": json_response("the version now served", {"type": "object"}),
-                "409": json_response("there is no earlier version, or the pointer moved"),
+                "200": json_response("the new pointer", {"type": "object"}),
+                "400": ERRORS["400"],
+                "404": json_response("the net has no such version"),
                 **ADMIN_ERRORS,
             },
         }
