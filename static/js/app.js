@@ -156,6 +156,7 @@
       .text(guesses.length === 1 ? 'No' : 'Neither')
       .attr('aria-expanded', 'false').attr('aria-controls', 'picker'));
     $picker.addClass('d-none');
+    $feedback.attr('data-prediction-id', answer.id);   // lets tests and bug reports name the prediction
     $feedback.find('button').prop('disabled', false);
     $feedback.removeClass('d-none');
   }

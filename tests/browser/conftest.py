@@ -8,7 +8,9 @@ about a second, and the suite must stay fast.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -32,7 +34,9 @@ PHONE = {
     "is_mobile": True,
     "has_touch": True,
 }
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "screenshots"
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -68,11 +72,31 @@ def storage_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def live_app(storage_root):
+def models_dir(tmp_path_factory) -> Path:
+    """The trained models when the repo has them, else the tiny test nets as "original"."""
+    shipped = ROOT / "models"
+    if all((shipped / f"{net}.tflite").is_file() for net in ("fnn", "cnn")):
+        return shipped
+    folder = tmp_path_factory.mktemp("models")
+    for net in ("fnn", "cnn"):
+        shutil.copy(FIXTURES / f"tiny-{net}-a.tflite", folder / f"{net}.tflite")
+        card = {"net": net, "version": "original", "mnist_test_accuracy": 0.5}
+        (folder / f"{net}.json").write_text(json.dumps(card))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def live_app(storage_root, models_dir):
     from main import create_app
 
     app = create_app(
-        {"TESTING": True, "STORAGE_URL": str(storage_root), "ADMIN_TOKEN": ADMIN_TOKEN}
+        {
+            "TESTING": True,
+            "STORAGE_URL": str(storage_root),
+            "MODELS_DIR": str(models_dir),
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+            "LOG_REQUESTS": "off",
+        }
     )
     if "pages" not in app.blueprints:
         # Until main.py registers the pages itself (test_pages_are_registered says so),

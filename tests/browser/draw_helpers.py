@@ -32,7 +32,7 @@ def _screen(box: dict, point: tuple[float, float]) -> tuple[float, float]:
     return box["x"] + point[0] * scale, box["y"] + point[1] * scale
 
 
-def mouse_draw(page, strokes: list[Stroke], steps: int = 4) -> None:
+def mouse_draw(page, strokes: list[Stroke], steps: int = 2) -> None:
     """Press, move through every point (with interpolated moves between), release."""
     box = pad_box(page)
     for stroke in strokes:

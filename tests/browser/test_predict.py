@@ -1,0 +1,137 @@
+"""Predict page: live answers from both nets, feedback, and honest failure messages."""
+
+from __future__ import annotations
+
+import re
+
+from draw_helpers import load_mnist, mnist_strokes, mouse_draw, touch_draw
+from playwright.sync_api import expect
+
+DIGIT = re.compile(r"^[0-9]$")
+
+
+def mnist_digit(label: int) -> list:
+    images, labels = load_mnist()
+    return mnist_strokes(images[int(list(labels).index(label))])
+
+
+def expect_answers(page) -> dict:
+    """Wait until both nets show a digit and their bars; return what they said."""
+    answers = {}
+    for net in ("fnn", "cnn"):
+        card = page.locator(f"#net-{net}")
+        expect(card.locator("[data-field=digit]")).to_have_text(DIGIT, timeout=15_000)
+        expect(card.locator(".prob-row.is-top")).to_have_count(1)
+        answers[net] = int(card.locator("[data-field=digit]").inner_text())
+    preview = page.locator("#preview")
+    assert preview.get_attribute("src").startswith("data:image/png;base64,")
+    assert preview.evaluate("img => img.naturalWidth") == 28
+    return answers
+
+
+def test_predict_and_confirm(page, live_server):
+    page.goto(live_server.url + "/")
+    mouse_draw(page, mnist_digit(7))
+    answers = expect_answers(page)
+    expect(page.locator("#status")).to_contain_text(str(answers["cnn"]))
+
+    feedback = page.locator("#feedback")
+    expect(feedback).to_be_visible()
+    expect(page.locator("#consent")).to_be_checked()
+    # Say the CNN was right (the first answer button is "Yes" or the first net's digit).
+    page.locator(f'#feedback-answers button[data-answer="{answers["fnn"]}"]').click()
+    expect(page.locator("#status")).to_contain_text("Thanks! Recorded as a")
+    expect(feedback).to_be_hidden()
+
+
+def test_predict_and_correct(page, live_server):
+    page.goto(live_server.url + "/")
+    mouse_draw(page, mnist_digit(1))
+    expect_answers(page)
+    page.click("#answer-no")
+    expect(page.locator("#picker")).to_be_visible()
+    page.locator('#picker button[data-answer="1"]').click()
+    expect(page.locator("#status")).to_contain_text("Recorded as a 1")
+
+
+def test_no_request_for_an_empty_canvas(page, live_server):
+    predicts = []
+    page.on("request", lambda r: predicts.append(r) if r.url.endswith("/api/predict") else None)
+    page.goto(live_server.url + "/")
+    mouse_draw(page, [[(60, 50), (140, 50), (100, 170)]])
+    page.keyboard.press("Control+z")  # undone before the debounce ran out
+    page.wait_for_timeout(600)
+    assert predicts == []
+    expect(page.locator("#status")).to_contain_text("Draw a digit to start")
+
+
+def test_only_the_newest_answer_is_shown(page, live_server):
+    """A late answer to an older drawing must not replace the answer to the newer one."""
+    held = []
+    ids = []
+
+    def hold_first(route):
+        if not held:
+            held.append(route)  # answered only after the second drawing's answer is shown
+        else:
+            route.continue_()
+
+    page.on(
+        "response", lambda r: ids.append(r.json()["id"]) if r.url.endswith("/predict") else None
+    )
+    page.goto(live_server.url + "/")
+    page.route("**/api/predict", hold_first)
+    mouse_draw(page, [[(100, 40), (100, 170)]])
+    page.wait_for_timeout(400)  # the first request is now in flight
+    mouse_draw(page, [[(60, 110), (140, 110)]])
+    expect_answers(page)
+    held[0].continue_()
+    page.wait_for_timeout(500)
+    assert len(ids) == 2
+    newest = ids[0]  # the second drawing's answer arrived first; the held one came last
+    expect(page.locator("#feedback")).to_have_attribute("data-prediction-id", newest)
+
+
+def test_server_down_is_said_and_drawing_kept(page, live_server):
+    page.goto(live_server.url + "/")
+    page.route("**/api/predict", lambda route: route.abort("connectionrefused"))
+    mouse_draw(page, mnist_digit(3))
+    status = page.locator("#status")
+    expect(status).to_contain_text("can’t reach the server")
+    expect(status).to_have_attribute("role", "status")
+    expect(page.locator("#undo")).to_be_enabled()
+
+
+def test_server_error_is_said(page, live_server):
+    page.goto(live_server.url + "/")
+    page.route(
+        "**/api/predict",
+        lambda route: route.fulfill(status=503, json={"error": "models are loading"}),
+    )
+    mouse_draw(page, mnist_digit(3))
+    expect(page.locator("#status")).to_contain_text("models are loading (HTTP 503)")
+
+
+def test_phone_touch_drawing_does_not_scroll(phone_page, live_server):
+    page = phone_page
+    page.goto(live_server.url + "/")
+    # Make the page scrollable in both directions around the pad first.
+    page.evaluate("window.scrollTo(0, 120)")
+    before = page.evaluate("window.scrollY")
+    assert before > 0, "the phone page should be taller than the screen"
+    # An upward swipe over the pad would scroll the page down if touch-action allowed it.
+    touch_draw(page, [[(100, 180), (100, 120), (100, 60), (100, 20)]])
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.scrollY") == before
+    expect(page.locator("#undo")).to_be_enabled()
+
+
+def test_phone_canvas_is_sharp(phone_page, live_server):
+    page = phone_page
+    page.goto(live_server.url + "/")
+    sizes = page.locator("#pad").evaluate(
+        "c => ({backing: c.width, css: c.getBoundingClientRect().width, ratio: devicePixelRatio})"
+    )
+    assert sizes["ratio"] == 3
+    assert abs(sizes["backing"] - sizes["css"] * 3) <= 1, sizes
+    assert sizes["css"] <= 390 - 24, "the pad must fit a phone screen"

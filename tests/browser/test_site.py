@@ -1,0 +1,152 @@
+"""Stats, dataset, the static pages, navigation and screenshots of every page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import ADMIN_TOKEN, DESKTOP, PHONE
+from draw_helpers import SEVEN, mouse_draw
+from playwright.sync_api import expect
+from test_collect import save_drawing
+from test_predict import expect_answers, mnist_digit
+
+PAGES = ["/", "/collect", "/stats", "/dataset", "/models", "/internals", "/about"]
+
+CANVAS_HAS_INK = """c => {
+  const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  for (let i = 3; i < data.length; i += 4) { if (data[i] > 0) return true; }
+  return false;
+}"""
+
+
+def test_pages_are_registered():
+    """main.create_app must register the pages blueprint itself (conftest only papers over it)."""
+    from main import create_app
+
+    assert "pages" in create_app({"TESTING": True}).blueprints
+
+
+def test_every_page_loads_and_links_every_other(page, live_server):
+    for path in PAGES:
+        response = page.goto(live_server.url + path)
+        assert response.status == 200, path
+        links = page.locator("nav[aria-label=Main] a.nav-link")
+        hrefs = {links.nth(i).get_attribute("href") for i in range(links.count())}
+        assert hrefs == set(PAGES), path
+        expect(page.locator("nav a[aria-current=page]")).to_have_count(1)
+
+
+def test_unknown_page_is_a_friendly_404(page, live_server):
+    response = page.goto(live_server.url + "/no-such-page")
+    assert response.status == 404
+    expect(page.locator("h1")).to_contain_text("does not exist")
+
+
+def test_stats_charts_show_feedback(page, live_server):
+    page.goto(live_server.url + "/")
+    mouse_draw(page, mnist_digit(7))
+    answers = expect_answers(page)
+    page.locator(f'#feedback-answers button[data-answer="{answers["cnn"]}"]').click()
+    expect(page.locator("#status")).to_contain_text("Thanks")
+
+    page.goto(live_server.url + "/stats")
+    expect(page.locator("#stats-body")).to_be_visible()
+    expect(page.locator("[data-total=feedback]")).not_to_have_text(re.compile(r"^[–0]$"))
+    page.wait_for_timeout(600)  # let the chart animation finish
+    for chart in ("#timeline-chart", "#recall-chart"):
+        assert page.locator(chart).evaluate(CANVAS_HAS_INK), f"{chart} is blank"
+    # The confusion matrix counts the CNN's answer in the row of the true digit.
+    cell = page.locator("#confusion-cnn tbody tr").nth(answers["cnn"]).locator("td")
+    assert int(cell.nth(answers["cnn"]).inner_text()) >= 1
+
+
+def test_stats_page_without_feedback_says_so(page, live_server):
+    empty = {
+        "totals": {"feedback": 0, "fnn": {}, "cnn": {}},
+        "timeline": [],
+        "per_digit": {},
+        "confusion": {},
+        "versions": [],
+    }
+    page.route("**/api/stats", lambda route: route.fulfill(json=empty))
+    page.goto(live_server.url + "/stats")
+    expect(page.locator("#no-feedback")).to_be_visible()
+    expect(page.locator("#charts")).to_be_hidden()
+
+
+def test_dataset_gallery_shows_saved_drawing(page, live_server):
+    page.goto(live_server.url + "/collect")
+    mouse_draw(page, SEVEN)
+    name = save_drawing(page, 7)
+
+    page.goto(live_server.url + "/dataset")
+    figure = page.locator(f'figure[data-name="{name}"]')
+    expect(figure).to_be_visible()
+    expect(figure.locator("img")).to_have_js_property("complete", True)
+    assert figure.locator("img").evaluate("img => img.naturalWidth") == 200
+    # Filtering by another label hides it.
+    page.select_option("#label-filter", "3")
+    expect(figure).to_have_count(0)
+    page.select_option("#label-filter", "7")
+    expect(figure).to_be_visible()
+    expect(figure.locator("button.delete")).to_be_hidden()  # no token, no delete
+
+
+def test_dataset_admin_token(page, live_server, storage_root):
+    page.goto(live_server.url + "/collect")
+    mouse_draw(page, SEVEN)
+    name = save_drawing(page, 7)
+    page.goto(live_server.url + "/dataset")
+    page.locator("#admin summary").click()
+
+    page.fill("#admin-token", "wrong-token")
+    page.click("#admin-form button[type=submit]")
+    page.click("#export")
+    expect(page.locator("#admin-status")).to_contain_text("403")
+
+    page.fill("#admin-token", ADMIN_TOKEN)
+    page.click("#admin-form button[type=submit]")
+    with page.expect_download() as download:
+        page.click("#export")
+    assert download.value.suggested_filename.endswith(".zip")
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    figure = page.locator(f'figure[data-name="{name}"]')
+    figure.locator("button.delete").click()
+    expect(figure).to_have_count(0)
+    assert not (storage_root / "drawings" / "7" / f"{name}.json").exists()
+
+
+def test_models_page_without_or_with_metrics(page, live_server):
+    page.goto(live_server.url + "/models")
+    for net in ("fnn", "cnn"):
+        card = page.locator(f"#card-{net}")
+        expect(card).to_contain_text(re.compile(r"Not trained yet|Parameters"))
+
+
+def test_internals_shows_preprocessing_pictures(page, live_server):
+    page.goto(live_server.url + "/internals")
+    steps = page.locator("#steps img")
+    expect(steps.first).to_be_visible()
+    assert steps.count() >= 3
+    for i in range(steps.count()):
+        assert steps.nth(i).get_attribute("src").startswith("data:image/png;base64,")
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_screenshots(browser, live_server, screenshots_dir, device):
+    """Every page, as a person sees it, in screenshots/ (look at them after UI changes)."""
+    context = browser.new_context(**(DESKTOP if device == "desktop" else PHONE))
+    page = context.new_page()
+    try:
+        for path in PAGES:
+            page.goto(live_server.url + path)
+            page.wait_for_load_state("networkidle")
+            if path in ("/", "/collect"):
+                mouse_draw(page, mnist_digit(7))
+                page.wait_for_timeout(600)
+            name = "home" if path == "/" else path.strip("/")
+            page.screenshot(path=screenshots_dir / f"{device}-{name}.png", full_page=True)
+    finally:
+        context.close()
