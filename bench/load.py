@@ -1,0 +1,407 @@
+"""Load benchmark: gunicorn as in production, 32 keep-alive clients, then an exact save audit.
+
+    .venv/bin/python bench/load.py              # 60 s on the local backend, then on S3 (moto)
+    .venv/bin/python bench/load.py --quick      # 5 s each, for a short check
+    .venv/bin/python bench/load.py --backend local --duration 30
+
+Per backend: start gunicorn with gunicorn.conf.py (2 gthread workers) on 127.0.0.1, rate
+limits off through the environment, warm both workers, then run the clients for the duration:
+80% POST /api/predict, 10% POST /hook, 10% POST /api/feedback on ids from earlier predicts.
+Afterwards gunicorn is stopped and storage is read back: every save answered 201 must be
+there, and nothing else. The S3 run starts its own moto_server on a free port.
+
+The client is one asyncio loop over raw sockets with every request body pre-encoded, so it
+costs little of the 2 cores it shares with the server. Results: a markdown table on stdout
+and in bench/out/load.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digits import dataset  # noqa: E402
+from digits.storage import open_storage  # noqa: E402
+from tests.conftest import data_url, drawing_png  # noqa: E402
+
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+MIX = (("predict", 8), ("save", 1), ("feedback", 1))  # out of 10
+EXPECTED = {"predict": 200, "save": 201, "feedback": 202}
+TARGET_RATE = 500  # predictions per second
+TARGET_P99_MS = 50.0
+BUCKET = "digits-bench"
+ID_PATTERN = re.compile(rb'"id":\s*"(p[0-9T]+-[0-9a-f]+)"')
+NAME_PATTERN = re.compile(rb'"name":\s*"([^"]+)"')
+# Drawings of different shapes, so the nets do some real work, and labels to save them under.
+STROKES = [
+    (((60, 40), (140, 40), (90, 170)),),
+    (((100, 30), (100, 170)),),
+    (((60, 60), (100, 30), (140, 60), (60, 170), (140, 170)),),
+    (((70, 40), (130, 40), (100, 100), (140, 140), (100, 170), (60, 150)),),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def request_bytes(port: int, path: str, payload: dict) -> bytes:
+    """A complete HTTP/1.1 request, encoded once and reused."""
+    body = json.dumps(payload).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+@dataclass
+class Results:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    statuses: dict[str, dict[int, int]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(int))
+    )
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    saved_names: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+
+class Clients:
+    """`count` keep-alive connections, each sending one request after another until the end."""
+
+    def __init__(self, port: int, count: int, seconds: float, seed: int = 1) -> None:
+        self.port = port
+        self.count = count
+        self.seconds = seconds
+        self.random = random.Random(seed)
+        urls = [data_url(drawing_png(lines)) for lines in STROKES]
+        self.predicts = [request_bytes(port, "/api/predict", {"imageBase64": u}) for u in urls]
+        self.saves = [
+            request_bytes(port, "/hook", {"imageBase64": u, "digit": str(d)})
+            for d, u in enumerate(urls)
+        ]
+        self.ids: deque[bytes] = deque(maxlen=5000)  # predictions not yet answered
+        self.kinds = [kind for kind, weight in MIX for _ in range(weight)]
+        self.results = Results()
+
+    def feedback_request(self) -> bytes | None:
+        if len(self.ids) < 10:
+            return None  # too early: no prediction to answer yet
+        # The oldest id: people answer a few seconds after seeing the prediction.
+        prediction_id = self.ids.popleft().decode()
+        digit = self.random.randrange(10)
+        payload = {"id": prediction_id, "digit": digit, "consent": False}
+        return request_bytes(self.port, "/api/feedback", payload)
+
+    def pick(self) -> tuple[str, bytes]:
+        kind = self.random.choice(self.kinds)
+        if kind == "feedback":
+            request = self.feedback_request()
+            if request is not None:
+                return kind, request
+            kind = "predict"
+        pool = self.predicts if kind == "predict" else self.saves
+        return kind, self.random.choice(pool)
+
+    async def run(self) -> Results:
+        started = time.perf_counter()
+        self.deadline = started + self.seconds
+        await asyncio.gather(*(self.one_client() for _ in range(self.count)))
+        self.results.seconds = time.perf_counter() - started
+        return self.results
+
+    async def one_client(self) -> None:
+        reader, writer = await asyncio.open_connection(HOST, self.port)
+        while time.perf_counter() < self.deadline:
+            kind, request = self.pick()
+            started = time.perf_counter()
+            try:
+                writer.write(request)
+                status, body, closing = await read_response(reader)
+            except (ConnectionError, asyncio.IncompleteReadError) as e:
+                self.results.errors[f"{kind}: {type(e).__name__}"] += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection(HOST, self.port)
+                continue
+            self.record(kind, status, body, time.perf_counter() - started)
+            if closing:
+                writer.close()
+                reader, writer = await asyncio.open_connection(HOST, self.port)
+        writer.close()
+
+    def record(self, kind: str, status: int, body: bytes, seconds: float) -> None:
+        self.results.latencies[kind].append(seconds * 1000)
+        self.results.statuses[kind][status] += 1
+        if status != EXPECTED[kind]:
+            self.results.errors[f"{kind}: HTTP {status} {body[:80]!r}"] += 1
+        elif kind == "predict":
+            match = ID_PATTERN.search(body)
+            if match:
+                self.ids.append(match.group(1))
+        elif kind == "save":
+            match = NAME_PATTERN.search(body)
+            if match:
+                self.results.saved_names.add(match.group(1).decode())
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    lower = head.lower()
+    match = re.search(rb"\r\ncontent-length:\s*(\d+)", lower)
+    if not match:
+        raise ConnectionError("response without Content-Length")
+    body = await reader.readexactly(int(match.group(1)))
+    return status, body, b"\r\nconnection: close" in lower
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+# --- servers ---------------------------------------------------------------------------
+
+
+class Moto:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://{HOST}:{self.port}"
+        moto = shutil.which("moto_server", path=str(BIN)) or "moto_server"
+        self.process = subprocess.Popen(
+            [moto, "-H", HOST, "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_http(f"{self.endpoint}/moto-api/", timeout=20)
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.endpoint).create_bucket(Bucket=BUCKET)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def start_gunicorn(port: int, env: dict, log_path: Path) -> subprocess.Popen:
+    # --bind on the command line overrides gunicorn.conf.py's 0.0.0.0: the bench stays local.
+    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"{HOST}:{port}"]
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [*command, "main:create_app()"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    wait_for_http(f"http://{HOST}:{port}/healthz")
+    return process
+
+
+def stop_gunicorn(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)  # graceful: workers finish what they are doing
+    process.wait(timeout=60)
+
+
+def warm_up(port: int) -> None:
+    """Both workers load their nets on first use: do it before the clock starts."""
+    body = json.dumps({"imageBase64": data_url(drawing_png())}).encode()
+    for _ in range(40):
+        request = urllib.request.Request(
+            f"http://{HOST}:{port}/api/predict",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+
+
+def models_dir(scratch: Path) -> tuple[str, str]:
+    """The shipped nets in models/, or (until they are trained) the tiny test nets."""
+    shipped = ROOT / "models"
+    if (shipped / "fnn.tflite").exists() and (shipped / "cnn.tflite").exists():
+        return str(shipped), "models/ (the shipped nets)"
+    tiny = scratch / "models"
+    tiny.mkdir()
+    for net in ("fnn", "cnn"):
+        shutil.copy(ROOT / "tests" / "fixtures" / f"tiny-{net}-a.tflite", tiny / f"{net}.tflite")
+    return str(tiny), "TINY test nets (models/ is empty): predictions cost less than real ones"
+
+
+def run_backend(backend: str, args: argparse.Namespace, out_dir: Path) -> dict:
+    port = free_port()
+    scratch = Path(tempfile.mkdtemp(prefix=f"digits-bench-{backend}-"))
+    models, models_note = models_dir(scratch)
+    env = {
+        **os.environ,
+        "MODELS_DIR": models,
+        "RATE_LIMIT_SAVES": "off",
+        "RATE_LIMIT_FEEDBACK": "off",
+        "WEB_CONCURRENCY": str(args.workers),
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    env.pop("ADMIN_TOKEN", None)
+    moto = None
+    try:
+        if backend == "s3":
+            os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+            os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+            moto = Moto()
+            env["STORAGE_URL"] = f"s3://{BUCKET}/bench"
+            env["AWS_ENDPOINT_URL"] = moto.endpoint
+        else:
+            env["STORAGE_URL"] = str(scratch / "storage")
+            env.pop("AWS_ENDPOINT_URL", None)
+        server = start_gunicorn(port, env, out_dir / f"load-{backend}.log")
+        try:
+            warm_up(port)
+            load_before = os.getloadavg()[0]
+            clients = Clients(port, args.clients, args.duration)
+            results = asyncio.run(clients.run())
+        finally:
+            stop_gunicorn(server)
+        storage = open_storage(env["STORAGE_URL"], env.get("AWS_ENDPOINT_URL"))
+        stored = set(dataset.names(storage))
+        return {**summarise(backend, args, results, stored, load_before), "models": models_note}
+    finally:
+        if moto:
+            moto.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def summarise(
+    backend: str, args: argparse.Namespace, results: Results, stored: set[str], load: float
+) -> dict:
+    lat = results.latencies
+    every = [x for values in lat.values() for x in values]
+    acked = results.statuses["save"].get(201, 0)
+    predictions = results.statuses["predict"].get(200, 0)
+    return {
+        "backend": backend,
+        "seconds": results.seconds,
+        "clients": args.clients,
+        "requests": len(every),
+        "predict_rate": predictions / results.seconds,
+        "predict_p50": percentile(lat["predict"], 50),
+        "predict_p99": percentile(lat["predict"], 99),
+        "all_p99": percentile(every, 99),
+        "save_p99": percentile(lat["save"], 99),
+        "feedback_p99": percentile(lat["feedback"], 99),
+        "feedbacks": results.statuses["feedback"].get(202, 0),
+        "errors": sum(results.errors.values()),
+        "error_kinds": dict(results.errors),
+        "acked": acked,
+        "stored": len(stored),
+        "audit_ok": acked == len(stored) and results.saved_names == stored,
+        "load": load,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| backend | s | clients | requests | predictions/s | predict p50 ms | predict p99 ms "
+        "| all p99 ms | save p99 ms | feedback p99 ms | errors | saves 201 | drawings stored "
+        "| audit | load avg before |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['backend']} | {r['seconds']:.0f} | {r['clients']} | {r['requests']} "
+            f"| {r['predict_rate']:.0f} | {r['predict_p50']:.1f} | {r['predict_p99']:.1f} "
+            f"| {r['all_p99']:.1f} | {r['save_p99']:.1f} | {r['feedback_p99']:.1f} "
+            f"| {r['errors']} | {r['acked']} | {r['stored']} "
+            f"| {'exact' if r['audit_ok'] else 'MISMATCH'} | {r['load']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    out = []
+    for r in rows:
+        checks = {
+            f"≥ {TARGET_RATE} predictions/s": r["predict_rate"] >= TARGET_RATE,
+            f"predict p99 ≤ {TARGET_P99_MS:.0f} ms": r["predict_p99"] <= TARGET_P99_MS,
+            "0 errors": r["errors"] == 0,
+            "every 201 stored, nothing else": r["audit_ok"],
+        }
+        passed = ", ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items())
+        out.append(f"- {r['backend']}: {passed}")
+        for kind, count in sorted(r["error_kinds"].items()):
+            out.append(f"  - {count} × {kind}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per backend")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--backend", choices=["local", "s3", "both"], default="both")
+    parser.add_argument("--quick", action="store_true", help="5 s per backend")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration = 5.0
+    args.out.mkdir(parents=True, exist_ok=True)
+    backends = ["local", "s3"] if args.backend == "both" else [args.backend]
+    rows = []
+    for backend in backends:
+        print(f"{backend}: {args.clients} clients for {args.duration:.0f} s ...", flush=True)
+        rows.append(run_backend(backend, args, args.out))
+    report = "\n".join(
+        [
+            "# Load benchmark",
+            "",
+            f"gunicorn (gunicorn.conf.py, {args.workers} gthread workers) on {HOST}, "
+            f"{os.cpu_count()} cores shared with the client (and moto for S3); "
+            "mix 80% predict / 10% save / 10% feedback; keep-alive connections.",
+            "",
+            table(rows),
+            "",
+            *verdicts(rows),
+            "",
+            f"Models: {rows[0]['models']}.",
+            "",
+        ]
+    )
+    print(report)
+    (args.out / "load.md").write_text(report)
+    ok = all(r["errors"] == 0 and r["audit_ok"] for r in rows)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
