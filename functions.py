@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
 from digits import registry
 from digits.storage import Storage, StorageError
@@ -39,6 +38,9 @@ class _Runner:
     """One LiteRT interpreter with its tensor indices looked up once."""
 
     def __init__(self, tflite: bytes) -> None:
+        # Imported here: importing the app loads no runtime until a model is needed.
+        from ai_edge_litert.interpreter import Interpreter
+
         # One thread per interpreter: gunicorn already runs 4 request threads on 2 cores.
         self.interpreter = Interpreter(model_content=tflite, num_threads=1)
         self.interpreter.allocate_tensors()

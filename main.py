@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 import functions
 from digits import dataset, logs, openapi, security
-from digits.auth import admin_required
+from digits.auth import admin_required, check_admin
 from digits.images import BadInput, decode_drawing, parse_label
 from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
 
@@ -57,6 +57,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     # --- models: LiteRT serving, kept current by a watcher thread (functions.py) ---
     app.extensions["models"] = functions.service_for(app.config, app.extensions["storage"])
     app.register_error_handler(functions.ModelsUnavailable, models_unavailable)
+    # Admin routes refuse strangers before check_body reads (or rejects) the body.
+    app.before_request(guard_model_admin)
     # --- end models ---
     register_cli(app)
     app.register_error_handler(HTTPException, http_error)
@@ -256,6 +258,11 @@ def register_model_routes(app: Flask) -> None:
 
 def models() -> functions.ModelService:
     return current_app.extensions["models"]
+
+
+def guard_model_admin() -> None:
+    if request.endpoint == "models_rollback":
+        check_admin()
 
 
 def models_unavailable(error: functions.ModelsUnavailable):
