@@ -6,7 +6,7 @@ the same three parts locally:
 
 1. `pip install -r requirements.txt --target DIR` into an empty folder;
 2. the files git would push (`git ls-files`), minus the `.slugignore` patterns;
-3. this machine's CPython install tree (`sys.base_prefix`), minus its test suites;
+3. this machine's CPython install tree (`sys.base_prefix`), minus test suites and static libs;
 
 then streams them through tar + gzip and reports the compressed size against the target
 (450 MB, leaving room under Heroku's hard limit of 500 MB) and the largest parts.
@@ -99,7 +99,9 @@ def runtime_files(prefix: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(prefix):
         dirnames[:] = sorted(d for d in dirnames if d not in RUNTIME_SKIP)
         for name in sorted(filenames):
-            yield Path(dirpath) / name
+            # The static libpython (45 MB) is only for embedding; Heroku's runtime drops it.
+            if not name.endswith(".a"):
+                yield Path(dirpath) / name
 
 
 def package_of(target: Path) -> dict[str, str]:
