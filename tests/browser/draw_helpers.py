@@ -32,8 +32,10 @@ def _screen(box: dict, point: tuple[float, float]) -> tuple[float, float]:
     return box["x"] + point[0] * scale, box["y"] + point[1] * scale
 
 
-def mouse_draw(page, strokes: list[Stroke], steps: int = 2) -> None:
-    """Press, move through every point (with interpolated moves between), release."""
+def mouse_draw(page, strokes: list[Stroke], steps: int = 1) -> None:
+    """Press, move through every point (with `steps` interpolated moves to each), release.
+
+    Each move over the pad costs about one animation frame, so paths are kept short."""
     box = pad_box(page)
     for stroke in strokes:
         page.mouse.move(*_screen(box, stroke[0]))
@@ -65,6 +67,11 @@ def touch_draw(page, strokes: list[Stroke], steps: int = 4) -> None:
             cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     finally:
         cdp.detach()
+
+
+def settle(page) -> None:
+    """Wait until the page's jQuery requests have finished (quicker than "networkidle")."""
+    page.wait_for_function("() => window.jQuery && window.jQuery.active === 0")
 
 
 def touch(x: float, y: float) -> dict:

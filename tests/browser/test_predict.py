@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from draw_helpers import load_mnist, mnist_strokes, mouse_draw, touch_draw
+from draw_helpers import SEVEN, load_mnist, mnist_strokes, mouse_draw, touch_draw
 from playwright.sync_api import expect
 
 DIGIT = re.compile(r"^[0-9]$")
@@ -95,7 +95,7 @@ def test_only_the_newest_answer_is_shown(page, live_server):
 def test_server_down_is_said_and_drawing_kept(page, live_server):
     page.goto(live_server.url + "/")
     page.route("**/api/predict", lambda route: route.abort("connectionrefused"))
-    mouse_draw(page, mnist_digit(3))
+    mouse_draw(page, SEVEN)
     status = page.locator("#status")
     expect(status).to_contain_text("can’t reach the server")
     expect(status).to_have_attribute("role", "status")
@@ -108,7 +108,7 @@ def test_server_error_is_said(page, live_server):
         "**/api/predict",
         lambda route: route.fulfill(status=503, json={"error": "models are loading"}),
     )
-    mouse_draw(page, mnist_digit(3))
+    mouse_draw(page, SEVEN)
     expect(page.locator("#status")).to_contain_text("models are loading (HTTP 503)")
 
 
