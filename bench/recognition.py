@@ -1,0 +1,347 @@
+"""Recognition benchmark: latency, memory, cold start and end-to-end accuracy, beside baselines.
+
+    .venv/bin/python bench/recognition.py                  # 10,000 MNIST test digits
+    .venv/bin/python bench/recognition.py --digits 2000    # a shorter run
+    .venv/bin/python bench/recognition.py --models-dir /tmp/run1
+
+1. Latency: POST /api/predict through the Flask test client (base64 + PNG decode + preprocessing
+   + both nets + queueing the record), p50/p99 over --requests requests; and the same work without
+   the WSGI layer. Baseline: `keras_model.predict(x)` per request and net, in a subprocess.
+2. Memory: RSS of a gunicorn worker (gunicorn.conf.py, one worker) after all the accuracy
+   requests, vs a process that imports TensorFlow, loads both .keras files and predicts.
+3. Cold start: from spawning gunicorn to the first /api/predict answered over HTTP, vs from
+   spawning the Keras process to its first prediction.
+4. Accuracy: MNIST test digits redrawn as canvases (bench/render.py), POSTed over real HTTP to
+   that gunicorn, vs the naive demo preprocessing (resize the canvas to 28x28, invert) through
+   the same nets.
+
+Seeded (SEED), so a rerun draws the same canvases. Output: a markdown table on stdout and in
+bench/out/recognition.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.render import naive_input, render  # noqa: E402
+from digits import mnist  # noqa: E402
+from functions import Model  # noqa: E402
+
+SEED = 20261124
+BIN = Path(sys.executable).parent
+OUT = ROOT / "bench" / "out" / "recognition.md"
+DATA_URL = "data:image/png;base64,"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def percentiles(times_ms: list[float]) -> tuple[float, float]:
+    p50, p99 = np.percentile(times_ms, [50, 99])
+    return float(p50), float(p99)
+
+
+def body_of(png: bytes) -> bytes:
+    import base64
+
+    return json.dumps({"imageBase64": DATA_URL + base64.b64encode(png).decode()}).encode()
+
+
+def render_all(count: int) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """`count` MNIST test digits as canvas PNGs, their labels and which are transparent."""
+    images, labels = mnist.load("test")
+    rng = np.random.default_rng(SEED)
+    rendered = [render(images[i], rng) for i in range(count)]
+    pngs = [png for png, _ in rendered]
+    transparent = np.array([t for _, t in rendered])
+    return pngs, labels[:count].astype(int), transparent
+
+
+# --- 1. latency ------------------------------------------------------------------------------
+
+
+def bench_app(models_dir: str, storage_dir: str):
+    from main import create_app
+
+    config = {"STORAGE_URL": storage_dir, "MODELS_DIR": models_dir, "LOG_REQUESTS": "off"}
+    return create_app({**config, "MODEL_WATCH": False})
+
+
+def time_test_client(app, bodies: list[bytes], requests: int) -> list[float]:
+    client = app.test_client()
+    times = []
+    for i in range(-50, requests):  # 50 warm-up requests, not counted
+        body = bodies[i % len(bodies)]
+        start = time.perf_counter()
+        response = client.post("/api/predict", data=body, content_type="application/json")
+        elapsed = (time.perf_counter() - start) * 1000
+        assert response.status_code == 200, response.data[:200]
+        if i >= 0:
+            times.append(elapsed)
+    return times
+
+
+def time_view_work(app, bodies: list[bytes], requests: int) -> list[float]:
+    """What the view does, without Flask's request handling: parse, decode, recognise, queue."""
+    from digits import predictions
+    from digits.images import decode_drawing
+
+    recognizer = app.extensions["models"].recognizer()
+    storage = app.extensions["storage"]
+    times = []
+    for i in range(-50, requests):
+        body = bodies[i % len(bodies)]
+        start = time.perf_counter()
+        png, image = decode_drawing(json.loads(body)["imageBase64"])
+        predictions.recognise(recognizer, storage, png, image)
+        elapsed = (time.perf_counter() - start) * 1000
+        if i >= 0:
+            times.append(elapsed)
+    return times
+
+
+def measure_latency(models_dir: str, pngs: list[bytes], requests: int) -> dict:
+    from digits import predictions
+
+    bodies = [body_of(png) for png in pngs[:500]]
+    with tempfile.TemporaryDirectory() as tmp:
+        app = bench_app(models_dir, tmp)
+        client_ms = time_test_client(app, bodies, requests)
+        predictions.flush(60)
+        view_ms = time_view_work(app, bodies, requests)
+        predictions.flush(60)
+        dropped = predictions.writer().dropped
+    return {"client": percentiles(client_ms), "view": percentiles(view_ms), "dropped": dropped}
+
+
+# --- the TensorFlow path, in its own process -------------------------------------------------
+
+
+def measure_keras(models_dir: str, pngs: list[bytes], requests: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, png in enumerate(pngs[:100]):
+            Path(tmp, f"{i:03d}.png").write_bytes(png)
+        script = str(ROOT / "bench" / "keras_path.py")
+        spawned = time.time()
+        result = subprocess.run(
+            [sys.executable, script, models_dir, tmp, str(requests)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out["cold_s"] = out["first_answer_at"] - spawned
+    return out
+
+
+# --- 2-4. gunicorn: cold start, accuracy over HTTP, memory -----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(models_dir: str, storage_dir: str, port: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "WEB_CONCURRENCY": "1",
+        "STORAGE_URL": storage_dir,
+        "MODELS_DIR": models_dir,
+        "LOG_REQUESTS": "off",
+        "LOG_LEVEL": "warning",
+    }
+    command = [str(BIN / "gunicorn"), "main:create_app()", "--bind", f"127.0.0.1:{port}"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+
+
+def post(connection: http.client.HTTPConnection, body: bytes) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    connection.request("POST", "/api/predict", body=body, headers=headers)
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def first_answer(port: int, body: bytes, spawned: float, timeout: float = 30.0) -> float:
+    """Seconds from `spawned` until /api/predict answers 200."""
+    while time.perf_counter() - spawned < timeout:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            status, _ = post(connection, body)
+            connection.close()
+            if status == 200:
+                return time.perf_counter() - spawned
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError("gunicorn never answered")
+
+
+def predict_over_http(port: int, bodies: list[bytes]) -> np.ndarray:
+    """The digits (fnn, cnn) the server answers for each body, over one keep-alive connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    answers = np.zeros((len(bodies), 2), dtype=int)
+    for i, body in enumerate(bodies):
+        status, reply = post(connection, body)
+        assert status == 200, reply
+        answers[i] = reply["fnn"]["digit"], reply["cnn"]["digit"]
+        if i % 2000 == 1999:
+            log(f"  {i + 1} predictions over HTTP")
+    connection.close()
+    return answers
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def worker_pid(master: int) -> int:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return int(children[0])
+
+
+def measure_server(models_dir: str, pngs: list[bytes]) -> dict:
+    bodies = [body_of(png) for png in pngs]
+    port = free_port()
+    with tempfile.TemporaryDirectory() as storage_dir:
+        spawned = time.perf_counter()
+        server = start_gunicorn(models_dir, storage_dir, port)
+        try:
+            cold_s = first_answer(port, bodies[0], spawned)
+            answers = predict_over_http(port, bodies)
+            rss = rss_mb(worker_pid(server.pid))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+    return {"cold_s": cold_s, "answers": answers, "rss_mb": rss}
+
+
+def naive_answers(models_dir: str, pngs: list[bytes]) -> np.ndarray:
+    x = np.stack([naive_input(png) for png in pngs])
+    answers = []
+    for net in ("fnn", "cnn"):
+        model = Model(net, "original", Path(models_dir, f"{net}.tflite").read_bytes())
+        answers.append(np.concatenate([model.predict(b).argmax(1) for b in np.array_split(x, 20)]))
+    return np.stack(answers, axis=1)
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def latency_rows(lat: dict, keras: dict, requests: int) -> list[list[str]]:
+    rows = []
+    for key, what in (("client", "Flask test client"), ("view", "view work, no WSGI")):
+        p50, p99 = lat[key]
+        speedup = keras["p50_ms"] / p50
+        ok = p50 <= 1.0 and p99 <= 3.0 and speedup >= 100
+        rows.append(
+            [
+                f"Predict both nets incl. base64+PNG+preprocess, {what} ({requests} req)",
+                f"p50 {p50:.3f} ms, p99 {p99:.3f} ms",
+                f"Keras `model.predict` per request: p50 {keras['p50_ms']:.1f} ms, "
+                f"p99 {keras['p99_ms']:.1f} ms",
+                f"{speedup:.0f}x faster; target p50 <= 1 ms, p99 <= 3 ms, >= 100x: {verdict(ok)}",
+            ]
+        )
+    return rows
+
+
+def resource_rows(server: dict, keras: dict, count: int) -> list[list[str]]:
+    return [
+        [
+            f"Memory: RSS of the gunicorn worker after {count} predictions",
+            f"{server['rss_mb']:.0f} MB",
+            f"TF process, both .keras loaded, predicting: {keras['rss_mb']:.0f} MB",
+            f"{keras['rss_mb'] / server['rss_mb']:.1f}x less; target <= 150 MB: "
+            f"{verdict(server['rss_mb'] <= 150)}",
+        ],
+        [
+            "Cold start: process spawn to first prediction answered",
+            f"{server['cold_s']:.2f} s (gunicorn, over HTTP)",
+            f"TF process (import, load, predict): {keras['cold_s']:.2f} s",
+            f"target <= 2 s: {verdict(server['cold_s'] <= 2.0)}",
+        ],
+    ]
+
+
+def accuracy_rows(answers, naive, labels, transparent) -> list[list[str]]:
+    rows = []
+    n = len(labels)
+    for col, net, target in ((1, "CNN", 0.99), (0, "FNN", 0.975)):
+        right = answers[:, col] == labels
+        acc, naive_acc = right.mean(), (naive[:, col] == labels).mean()
+        on_white, on_clear = right[~transparent].mean(), right[transparent].mean()
+        rows.append(
+            [
+                f"Accuracy {net}: {n} MNIST test digits drawn as canvases, over HTTP",
+                f"{acc:.2%} (white {on_white:.2%}, transparent {on_clear:.2%})",
+                f"naive resize-to-28x28 preprocessing, same net: {naive_acc:.2%}",
+                f"target >= {target:.1%}: {verdict(acc >= target)}",
+            ]
+        )
+    return rows
+
+
+def table(rows: list[list[str]]) -> str:
+    lines = ["| Measure | Digits (LiteRT) | Baseline | Result |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models-dir", default=str(ROOT / "models"))
+    parser.add_argument("--digits", type=int, default=10000, help="MNIST test digits to draw")
+    parser.add_argument("--requests", type=int, default=2000, help="latency requests")
+    parser.add_argument("--keras-requests", type=int, default=200)
+    args = parser.parse_args()
+    models_dir = str(Path(args.models_dir).resolve())
+    log(f"rendering {args.digits} MNIST test digits as canvases (seed {SEED})")
+    pngs, labels, transparent = render_all(args.digits)
+    log("latency in-process")
+    lat = measure_latency(models_dir, pngs, args.requests)
+    log("the Keras path in a subprocess")
+    keras = measure_keras(models_dir, pngs, args.keras_requests)
+    log("gunicorn: cold start, accuracy over HTTP, memory")
+    server = measure_server(models_dir, pngs)
+    naive = naive_answers(models_dir, pngs)
+    rows = latency_rows(lat, keras, args.requests)
+    rows += resource_rows(server, keras, args.digits)
+    rows += accuracy_rows(server["answers"], naive, labels, transparent)
+    text = table(rows)
+    notes = (
+        f"\n\nModels: {models_dir}. Machine: {os.cpu_count()} cores. Request logging off. "
+        f"Keras baseline over {args.keras_requests} requests. "
+        f"Prediction records dropped by the full queue during the latency runs: {lat['dropped']}."
+    )
+    print(text + notes)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(text + notes + "\n")
+
+
+if __name__ == "__main__":
+    main()
