@@ -66,17 +66,31 @@
     D.setStatus($status, summary(answer), 'success');
   }
 
+  /* One plain sentence: what they say, and whether they mean it. */
   function summary(answer) {
     var f = answer.fnn.digit;
     var c = answer.cnn.digit;
-    return f === c ? 'Both networks say ' + f + '.' : 'The networks disagree: FNN says ' + f + ', CNN says ' + c + '.';
+    var fSure = topProbability(answer.fnn) >= SURE;
+    var cSure = topProbability(answer.cnn) >= SURE;
+    if (!fSure && !cSure) {
+      return 'Neither network is sure. Best guesses: FNN ' + f + ', CNN ' + c + '.';
+    }
+    if (f === c) {
+      return 'Both networks say ' + f + (fSure && cSure ? '.' : ', but one of them is not sure.');
+    }
+    return 'The networks disagree: FNN says ' + f + (fSure ? '' : ' (not sure)') +
+      ', CNN says ' + c + (cSure ? '' : ' (not sure)') + '.';
+  }
+
+  function topProbability(result) {
+    return (result.probabilities || [])[result.digit] || 0;
   }
 
   function showNet(net, answer) {
     var result = answer[net];
     var $card = $('#net-' + net);
     var probs = result.probabilities || [];
-    var top = probs[result.digit] || 0;
+    var top = topProbability(result);
     var unsure = top < SURE;
     $card.find('[data-field=digit]').text(result.digit);
     $card.find('[data-field=confidence]').text(D.percent(top) + ' sure');

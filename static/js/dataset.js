@@ -69,6 +69,7 @@
       D.setStatus($status, body.total + ' ' + what + ' \u00b7 page ' + body.page + ' of ' + body.pages, 'info');
     }
     $('#page-info').text(body.total ? 'Page ' + body.page + ' of ' + body.pages : '');
+    $('#pager').toggleClass('d-none', state.pages <= 1);
     $('#prev').prop('disabled', state.page <= 1);
     $('#next').prop('disabled', state.page >= state.pages);
   }
