@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, render_template, request
@@ -95,7 +96,36 @@ def load_model_card(net: str) -> dict | None:
     except (OSError, ValueError):
         current_app.logger.exception("unreadable model card %s", path)
         return None
-    return card if isinstance(card, dict) else None
+    return _readable(card) if isinstance(card, dict) else None
+
+
+def _readable(card: dict) -> dict:
+    """Add display strings the template would otherwise have to work out."""
+    card = dict(card)
+    card["trained"] = _when(card.get("trained_at"))
+    card["layers"] = [
+        {**layer, "shape": _shape(layer.get("output_shape"))}
+        for layer in card.get("layers") or []
+        if isinstance(layer, dict)
+    ]
+    return card
+
+
+def _shape(shape) -> str:
+    """`[None, 28, 28, 32]` -> `28 × 28 × 32`: the batch dimension says nothing to a reader."""
+    if isinstance(shape, str):
+        return shape
+    if not isinstance(shape, list | tuple):
+        return ""
+    return " × ".join(str(d) for d in shape if d is not None)
+
+
+def _when(stamp) -> str:
+    try:
+        moment = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return str(stamp or "")
+    return moment.strftime("%Y-%m-%d %H:%M") + (" UTC" if moment.utcoffset() is not None else "")
 
 
 def preprocessing_pictures() -> tuple[list[dict], str | None]:

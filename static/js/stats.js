@@ -125,7 +125,7 @@
         // CSSOM, not a style attribute: the CSP forbids inline styles in markup.
         this.style.backgroundColor = n ? 'rgba(' + hue + ', ' + (0.12 + 0.88 * strength).toFixed(2) + ')' : '';
         this.style.color = strength > 0.55 ? '#fff' : '';
-        $(this).text(n).attr('title', n + ' drawn as ' + t + ', answered ' + p);
+        $(this).text(n).toggleClass('is-zero', !n).attr('title', n + ' drawn as ' + t + ', answered ' + p);
       });
     });
   }
