@@ -129,9 +129,16 @@ def _open_page(browser, options: dict):
     context = browser.new_context(**options)
     page = context.new_page()
     page.set_default_timeout(10_000)
-    # Uncaught script errors fail the test that caused them (see check_page_errors).
+    # Uncaught script errors and Content-Security-Policy violations (an inline style or
+    # script slipped in) fail the test that caused them.
     page.js_errors = []
     page.on("pageerror", lambda error: page.js_errors.append(str(error)))
+    page.on(
+        "console",
+        lambda msg: (
+            page.js_errors.append(msg.text) if "Content Security Policy" in msg.text else None
+        ),
+    )
     return context, page
 
 
