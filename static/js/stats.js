@@ -144,7 +144,7 @@
       $body.append($('<tr>').append(
         $('<td>').text(NAMES[v.net] || v.net),
         $version,
-        $('<td>').text(v.created ? new Date(v.created).toLocaleString() : '\u2013'),
+        $('<td class="d-none d-md-table-cell">').text(v.created ? new Date(v.created).toLocaleString() : '\u2013'),
         $('<td class="text-end">').text(D.percent(metrics.mnist_test_accuracy, 2)),
         $('<td class="text-end">').text(metrics.user_heldout_accuracy === null || metrics.user_heldout_accuracy === undefined
           ? 'not enough drawings yet' : D.percent(metrics.user_heldout_accuracy, 2))
