@@ -117,15 +117,19 @@ class Writer:
                 self._cond.notify_all()
 
     def _write(self, storage: Storage, record: dict) -> None:
-        data = json.dumps(record, separators=(",", ":")).encode()
         for attempt in range(WRITE_TRIES):
             try:
+                data = json.dumps(record, separators=(",", ":")).encode()
                 storage.put(key_of(record["id"]), data, durable=False)
                 self.written += 1
                 return
-            except StorageError as e:
+            except (StorageError, OSError) as e:
                 log.warning("prediction %s not saved (try %d): %s", record["id"], attempt + 1, e)
                 time.sleep(0.5 * (attempt + 1))
+            except Exception:  # a bug must not kill the writer and strand the queue
+                log.exception("prediction %s dropped: cannot be saved", record.get("id"))
+                self.dropped += 1
+                return
         self.dropped += 1
         log.error("prediction %s dropped: storage kept failing", record["id"])
 

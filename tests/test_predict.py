@@ -382,3 +382,14 @@ def test_storage_errors_keep_the_current_models(tmp_path, models_dir):
     storage.down = False
     service.refresh()
     assert service.versions()["cnn"] == version
+
+
+def test_the_writer_survives_a_record_it_cannot_save(tmp_path):
+    storage = LocalStorage(tmp_path / "s")
+    writer = predictions.Writer()
+    good = {"id": predictions.new_id()}
+    assert writer.submit(storage, {"id": predictions.new_id(), "bad": {1, 2}})  # not JSON
+    assert writer.submit(storage, good)
+    assert writer.flush()
+    assert writer.dropped == 1 and writer.written == 1
+    assert json.loads(storage.get(predictions.key_of(good["id"])).data) == good
