@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from browser_helpers import ADMIN_TOKEN, DESKTOP, PHONE
 from werkzeug.serving import make_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -26,14 +27,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ADMIN_TOKEN = "browser-test-admin-token"
-DESKTOP = {"viewport": {"width": 1280, "height": 900}, "device_scale_factor": 1}
-PHONE = {
-    "viewport": {"width": 390, "height": 844},
-    "device_scale_factor": 3,
-    "is_mobile": True,
-    "has_touch": True,
-}
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "screenshots"
 FIXTURES = ROOT / "tests" / "fixtures"

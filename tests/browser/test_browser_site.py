@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ADMIN_TOKEN, DESKTOP, PHONE
-from draw_helpers import SEVEN, mouse_draw, settle
+from browser_helpers import (
+    ADMIN_TOKEN,
+    DESKTOP,
+    PHONE,
+    SEVEN,
+    expect_answers,
+    mnist_digit,
+    mouse_draw,
+    save_drawing,
+    settle,
+)
 from playwright.sync_api import expect
-from test_collect import save_drawing
-from test_predict import expect_answers, mnist_digit
 
 PAGES = ["/", "/collect", "/stats", "/dataset", "/models", "/internals", "/about"]
 

@@ -5,23 +5,16 @@ from __future__ import annotations
 import json
 import re
 
-from draw_helpers import SEVEN, ink_bbox, load_mnist, mnist_strokes, mouse_draw, touch_draw
+from browser_helpers import (
+    SEVEN,
+    ink_bbox,
+    load_mnist,
+    mnist_strokes,
+    mouse_draw,
+    save_drawing,
+    touch_draw,
+)
 from playwright.sync_api import expect
-
-SAVED = re.compile(r"Saved as (\S+?)\.")
-
-
-def save_drawing(page, label: int) -> str:
-    """Pick the label with its key, save with Enter, and return the stored name."""
-    page.keyboard.press(str(label))
-    expect(page.locator("#save")).to_be_enabled()
-    page.keyboard.press("Enter")
-    status = page.locator("#status")
-    expect(status).to_contain_text("Saved as")
-    name = SAVED.search(status.inner_text()).group(1)
-    # The pad clears for the next drawing.
-    expect(page.locator("#undo")).to_be_disabled()
-    return name
 
 
 def stored(storage_root, label: int, name: str) -> tuple[bytes, dict]:

@@ -1,4 +1,4 @@
-"""Drawing on the pad like a person: mouse or finger paths in the pad's own 200x200 space.
+"""Helpers for the browser tests: drawing on the pad like a person, and the common page steps.
 
 MNIST digits become pen paths by thinning them to a one-pixel skeleton and
 walking it, so the browser tests draw real handwriting, not straight lines.
@@ -7,12 +7,22 @@ walking it, so the browser tests draw real handwriting, not straight lines.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from playwright.sync_api import expect
 
 PAD = 200
+ADMIN_TOKEN = "browser-test-admin-token"
+DESKTOP = {"viewport": {"width": 1280, "height": 900}, "device_scale_factor": 1}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+}
 MNIST_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "mnist-test-200.npz"
 
 # Hand-written fallbacks, in pad coordinates.
@@ -20,6 +30,8 @@ SEVEN = [[(55, 45), (100, 42), (148, 45), (125, 95), (105, 140), (95, 165)]]
 ONE = [[(85, 60), (108, 40), (106, 100), (104, 165)]]
 
 Stroke = list[tuple[float, float]]
+SAVED = re.compile(r"Saved as (\S+?)\.")
+DIGIT = re.compile(r"^[0-9]$")
 
 
 def pad_box(page, selector: str = "#pad") -> dict:
@@ -161,3 +173,35 @@ def ink_bbox(png: bytes, threshold: int = 128) -> tuple[int, int, int, int] | No
         return None
     ys, xs = np.nonzero(dark)
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def save_drawing(page, label: int) -> str:
+    """Pick the label with its key, save with Enter, and return the stored name."""
+    page.keyboard.press(str(label))
+    expect(page.locator("#save")).to_be_enabled()
+    page.keyboard.press("Enter")
+    status = page.locator("#status")
+    expect(status).to_contain_text("Saved as")
+    name = SAVED.search(status.inner_text()).group(1)
+    # The pad clears for the next drawing.
+    expect(page.locator("#undo")).to_be_disabled()
+    return name
+
+
+def mnist_digit(label: int) -> list:
+    images, labels = load_mnist()
+    return mnist_strokes(images[int(list(labels).index(label))])
+
+
+def expect_answers(page) -> dict:
+    """Wait until both nets show a digit and their bars; return what they said."""
+    answers = {}
+    for net in ("fnn", "cnn"):
+        card = page.locator(f"#net-{net}")
+        expect(card.locator("[data-field=digit]")).to_have_text(DIGIT, timeout=15_000)
+        expect(card.locator(".prob-row.is-top")).to_have_count(1)
+        answers[net] = int(card.locator("[data-field=digit]").inner_text())
+    preview = page.locator("#preview")
+    assert preview.get_attribute("src").startswith("data:image/png;base64,")
+    assert preview.evaluate("img => img.naturalWidth") == 28
+    return answers

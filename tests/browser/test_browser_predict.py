@@ -2,31 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
-from draw_helpers import SEVEN, load_mnist, mnist_strokes, mouse_draw, touch_draw
+from browser_helpers import SEVEN, expect_answers, mnist_digit, mouse_draw, touch_draw
 from playwright.sync_api import expect
-
-DIGIT = re.compile(r"^[0-9]$")
-
-
-def mnist_digit(label: int) -> list:
-    images, labels = load_mnist()
-    return mnist_strokes(images[int(list(labels).index(label))])
-
-
-def expect_answers(page) -> dict:
-    """Wait until both nets show a digit and their bars; return what they said."""
-    answers = {}
-    for net in ("fnn", "cnn"):
-        card = page.locator(f"#net-{net}")
-        expect(card.locator("[data-field=digit]")).to_have_text(DIGIT, timeout=15_000)
-        expect(card.locator(".prob-row.is-top")).to_have_count(1)
-        answers[net] = int(card.locator("[data-field=digit]").inner_text())
-    preview = page.locator("#preview")
-    assert preview.get_attribute("src").startswith("data:image/png;base64,")
-    assert preview.evaluate("img => img.naturalWidth") == 28
-    return answers
 
 
 def test_predict_and_confirm(page, live_server):
