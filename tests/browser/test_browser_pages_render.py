@@ -1,0 +1,97 @@
+"""Server-rendered pages (no browser needed): model cards, preprocessing pictures, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from main import create_app
+
+FNN_CARD = {
+    "net": "fnn",
+    "version": "v3",
+    "params": 118282,
+    "layers": [
+        {"name": "flatten", "type": "Flatten", "output_shape": [None, 784], "params": 0},
+        {"name": "conv", "type": "Conv2D", "output_shape": [None, 28, 28, 32], "params": 320},
+        {"name": "output", "type": "Dense", "output_shape": [None, 10], "params": 1290},
+    ],
+    "mnist_test_accuracy": 0.9791,
+    "user_heldout_accuracy": None,
+    "per_digit_accuracy": [0.99, 0.99, 0.98, 0.97, 0.98, 0.97, 0.98, 0.97, 0.96, 0.96],
+    "trained_at": "2026-11-24T06:01:00+00:00",
+    "train_seconds": 41.2,
+    "epochs": 8,
+}
+
+
+@pytest.fixture
+def models_folder(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def client(tmp_path, models_folder):
+    app = create_app(
+        {
+            "TESTING": True,
+            "STORAGE_URL": str(tmp_path / "storage"),
+            "MODELS_DIR": str(models_folder),
+            "LOG_REQUESTS": "off",
+        }
+    )
+    return app.test_client()
+
+
+def test_models_page_before_training(client):
+    html = client.get("/models").get_data(as_text=True)
+    assert html.count("Not trained yet") == 2
+
+
+def test_models_page_shows_the_card(client, models_folder):
+    (models_folder / "fnn.json").write_text(json.dumps(FNN_CARD))
+    (models_folder / "cnn.json").write_text("{ not json")  # half-written: no crash
+    response = client.get("/models")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "118,282" in html and "97.91%" in html
+    assert "28 × 28 × 32" in html and "None" not in html
+    assert "2026-11-24 06:01 UTC" in html and "8 epochs" in html
+    assert "not enough drawings yet" in html
+    assert html.count("Not trained yet") == 1
+
+
+def test_internals_pictures_each_step(client):
+    html = client.get("/internals").get_data(as_text=True)
+    assert html.count('src="data:image/png;base64,') >= 4
+    assert "Centred by mass" in html
+
+
+def test_internals_explains_when_preprocessing_fails(client, monkeypatch):
+    import digits.preprocess
+
+    def broken(image):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(digits.preprocess, "preprocess_steps", broken)
+    response = client.get("/internals")
+    assert response.status_code == 200
+    assert "could not be made" in response.get_data(as_text=True)
+
+
+def test_errors_are_pages_for_people_and_json_for_the_api(client):
+    page = client.get("/no-such-page")
+    assert page.status_code == 404 and "text/html" in page.content_type
+    api = client.get("/api/no-such-thing")
+    assert api.status_code == 404 and api.get_json()["error"]
+
+
+def test_pages_have_no_inline_script_or_style(client):
+    """The Content-Security-Policy allows files from this origin only."""
+    for path in ("/", "/collect", "/stats", "/dataset", "/models", "/internals", "/about"):
+        html = client.get(path).get_data(as_text=True)
+        assert "<script>" not in html and " style=" not in html and " onclick=" not in html, path
+        assert "<script src=" in html
