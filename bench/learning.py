@@ -8,7 +8,8 @@ and the real trainer (`flask --app main trainer`), replays corrections through t
 The baseline is the shipped models, measured in the same run.
 
 (a) helps: corrections in a style the shipped nets handle poorly (MNIST test digits drawn small,
-    slanted and with a thick pen) -> accuracy on held-out digits of that style, MNIST test.
+    slanted and with a thick pen; see styled_png) -> accuracy on held-out digits of that style,
+    and on MNIST test.
 (b) safe: corrections of plainly drawn digits with WRONG labels -> MNIST test accuracy.
 (c) speed: from the feedback's 202 until both workers' /healthz report the new versions.
 
@@ -69,14 +70,19 @@ def plain_png(digit: np.ndarray) -> bytes:
 
 
 def styled_png(digit: np.ndarray) -> bytes:
-    """Small (50 px), slanted (x += 0.5 y) and thick (a 7 px pen): a style MNIST lacks."""
-    size, shear = 50, 0.5
+    """Small (80 px of the 200 px canvas), slanted (x += 0.4 y, 22 degrees), thick (15 px pen).
+
+    Chosen because the shipped nets handle it poorly (FNN 56%, CNN 77% on test digits
+    9000-9499), while plain renderings of the same digits score 99-100%; slant alone or a
+    thick pen alone costs the CNN at most a few points.
+    """
+    size, shear = 80, 0.4
     ink = Image.fromarray(digit).resize((size, size), Image.BILINEAR)
     width = int(size * (1 + shear))
     ink = ink.transform(
         (width, size), Image.AFFINE, (1, shear, -shear * size, 0, 1, 0), Image.BILINEAR
     )
-    return canvas_png(ink.filter(ImageFilter.MaxFilter(7)))
+    return canvas_png(ink.filter(ImageFilter.MaxFilter(15)))
 
 
 def to_input(png: bytes) -> np.ndarray:

@@ -51,7 +51,7 @@ def parse_request(fields: dict) -> tuple[str, int | None, bool]:
 
 # Predictions are saved by a background writer in the worker that made them; feedback landing
 # on another worker can arrive first, so an unknown id is looked up again briefly before a 404.
-RETRY_DELAYS = (0.02, 0.05, 0.1)
+RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 
 
 def load_prediction(storage: Storage, prediction_id: str) -> dict:
