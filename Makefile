@@ -13,8 +13,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# The web app and the trainer together, on local storage (see digits/local.py).
 run: $(VENV)/.installed
-	$(BIN)/flask --app main run --host 127.0.0.1 --port $(PORT) $(RUN_ARGS)
+	PORT=$(PORT) $(BIN)/python -m digits.local
 
 # Browser tests need Debian's chromium; install it when we can (as root), else they skip.
 chromium:
