@@ -14,12 +14,10 @@ import pytest
 from flask import Flask
 from PIL import Image
 
-from digits import mnist
+from digits import mnist, training
 from digits.storage import LocalStorage
 
 pytestmark = pytest.mark.slow
-
-training = pytest.importorskip("digits.training")
 
 
 def fixture_split() -> tuple[np.ndarray, np.ndarray]:
