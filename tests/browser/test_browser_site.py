@@ -34,16 +34,6 @@ def test_pages_are_registered():
     assert "pages" in create_app({"TESTING": True}).blueprints
 
 
-def test_every_page_loads_and_links_every_other(page, live_server):
-    for path in PAGES:
-        response = page.goto(live_server.url + path)
-        assert response.status == 200, path
-        links = page.locator("nav[aria-label=Main] a.nav-link")
-        hrefs = {links.nth(i).get_attribute("href") for i in range(links.count())}
-        assert hrefs == set(PAGES), path
-        expect(page.locator("nav a[aria-current=page]")).to_have_count(1)
-
-
 def test_unknown_page_is_a_friendly_404(page, live_server):
     response = page.goto(live_server.url + "/no-such-page")
     assert response.status == 404
@@ -141,16 +131,25 @@ def test_internals_shows_preprocessing_pictures(page, live_server):
         assert steps.nth(i).get_attribute("src").startswith("data:image/png;base64,")
 
 
+def check_navigation(page, path: str) -> None:
+    links = page.locator("nav[aria-label=Main] a.nav-link")
+    hrefs = {links.nth(i).get_attribute("href") for i in range(links.count())}
+    assert hrefs == set(PAGES), path
+    expect(page.locator("nav a[aria-current=page]")).to_have_count(1)
+
+
 @pytest.mark.parametrize("device", ["desktop", "phone"])
-def test_screenshots(browser, live_server, screenshots_dir, device):
-    """Every page, as a person sees it, in screenshots/ (look at them after UI changes)."""
+def test_every_page_loads_and_screenshots(browser, live_server, screenshots_dir, device):
+    """Every page loads and links every other; as a person sees it, in screenshots/."""
     # Phone at 2x, not 3x: the pictures are as telling and far quicker to encode.
     options = DESKTOP if device == "desktop" else {**PHONE, "device_scale_factor": 2}
     context = browser.new_context(**options)
     page = context.new_page()
     try:
         for path in PAGES:
-            page.goto(live_server.url + path)
+            response = page.goto(live_server.url + path)
+            assert response.status == 200, path
+            check_navigation(page, path)
             settle(page)
             if path in ("/", "/collect"):
                 mouse_draw(page, mnist_digit(7))
