@@ -348,8 +348,6 @@ def test_app_json_asks_for_secrets_and_generates_the_admin_token():
     assert app_json["formation"]["worker"] == {"quantity": 1, "size": "basic"}
 
 
-# The worker: line is being added to the Procfile by the learning work; until then this fails.
-@pytest.mark.xfail(reason="Procfile has no worker: line yet", strict=False)
 def test_app_json_formation_matches_the_procfile():
     processes = {
         line.split(":", 1)[0].strip()
