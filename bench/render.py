@@ -18,6 +18,7 @@ SIZES = (40, 180)
 SLANT = 0.35  # horizontal shear x += s * (y - centre), |s| up to this
 # Odd filter sizes: (MinFilter = thinner, None = as drawn, MaxFilter = thicker).
 THICKNESS = (("min", 3), (None, 0), ("max", 3), ("max", 5), ("max", 7), ("max", 9))
+_BINARY = [0] * 128 + [255] * 128  # threshold at half ink
 
 
 def _crop(digit: np.ndarray) -> Image.Image:
@@ -55,20 +56,22 @@ def _fit(mask: Image.Image, limit: int) -> Image.Image:
     return mask.resize((max(1, int(mask.width * scale)), max(1, int(mask.height * scale))))
 
 
-def ink_mask(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+def ink_mask(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, dict]:
     """A binary mode "L" mask (255 = ink) of the digit, sized, slanted and thickened."""
     longer = int(rng.integers(SIZES[0], SIZES[1] + 1))
-    image = _sheared(_scaled(_crop(digit), longer), float(rng.uniform(-SLANT, SLANT)))
-    mask = image.point(lambda v: 255 if v >= 128 else 0)
+    slant = float(rng.uniform(-SLANT, SLANT))
+    mask = _sheared(_scaled(_crop(digit), longer), slant).point(_BINARY)
     kind, size = THICKNESS[int(rng.integers(len(THICKNESS)))]
     if kind == "min" and longer < 100:
         kind = None  # thinning a small digit would break its strokes apart
-    return _fit(_thickened(mask, kind, size), CANVAS - 4)
+    stroke = {"min": 1 - size, "max": size - 1}.get(kind, 0)  # px added across a stroke
+    info = {"size": longer, "slant": slant, "stroke_px_added": stroke}
+    return _fit(_thickened(mask, kind, size), CANVAS - 4), info
 
 
-def render(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, bool]:
-    """PNG bytes of a 200x200 canvas with the digit, and whether the canvas is transparent."""
-    mask = ink_mask(digit, rng)
+def render(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, dict]:
+    """PNG bytes of a 200x200 canvas with the digit, and how it was drawn (size, slant, ...)."""
+    mask, info = ink_mask(digit, rng)
     transparent = bool(rng.integers(2))
     paper = (255, 255, 255, 0) if transparent else (255, 255, 255, 255)
     canvas = Image.new("RGBA", (CANVAS, CANVAS), paper)
@@ -77,7 +80,7 @@ def render(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, bool]:
     canvas.paste((0, 0, 0, 255), (left, top), mask)
     buffer = io.BytesIO()
     (canvas if transparent else canvas.convert("RGB")).save(buffer, "PNG")
-    return buffer.getvalue(), transparent
+    return buffer.getvalue(), {**info, "transparent": transparent}
 
 
 def naive_input(png: bytes) -> np.ndarray:
