@@ -13,22 +13,23 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BuildError
 
 bp = Blueprint("pages", __name__)
 
-# Paths of the JSON API as the contracts fix them. Kept literal (the API's
-# endpoint names belong to another module) but prefixed with script_root so the
-# app still works when mounted below a sub-path.
-_API_PATHS = {
-    "predict": "/api/predict",
-    "feedback": "/api/feedback",
-    "hook": "/hook",
-    "counts": "/api/dataset/counts",
-    "dataset": "/api/dataset",
-    "export": "/api/dataset/export",
-    "stats": "/api/stats",
+# The JSON API, by endpoint name (the view functions in main.py) and the path the
+# contract fixes: url_for when the endpoint is registered, so a mounted app gets
+# the right prefix; the literal path otherwise, so a page never fails to render.
+_API = {
+    "predict": ("predict", "/api/predict"),
+    "feedback": ("give_feedback", "/api/feedback"),
+    "hook": ("hook", "/hook"),
+    "counts": ("dataset_counts", "/api/dataset/counts"),
+    "dataset": ("dataset_page", "/api/dataset"),
+    "export": ("dataset_export", "/api/dataset/export"),
+    "stats": ("learning_stats", "/api/stats"),
 }
 
 NETS = ("fnn", "cnn")
@@ -36,7 +37,14 @@ SAMPLE_DRAWING = "img/sample-drawing.png"
 
 
 def api_urls() -> dict[str, str]:
-    return {name: request.script_root + path for name, path in _API_PATHS.items()}
+    return {name: _url(endpoint, path) for name, (endpoint, path) in _API.items()}
+
+
+def _url(endpoint: str, path: str) -> str:
+    try:
+        return url_for(endpoint)
+    except BuildError:
+        return request.script_root + path
 
 
 @bp.app_context_processor

@@ -95,3 +95,11 @@ def test_pages_have_no_inline_script_or_style(client):
         html = client.get(path).get_data(as_text=True)
         assert "<script>" not in html and " style=" not in html and " onclick=" not in html, path
         assert "<script src=" in html
+
+
+def test_pages_hand_the_api_urls_to_the_scripts(client):
+    assert 'data-predict-url="/api/predict"' in client.get("/").get_data(as_text=True)
+    collect = client.get("/collect").get_data(as_text=True)
+    assert 'data-hook-url="/hook"' in collect
+    assert 'data-counts-url="/api/dataset/counts"' in collect
+    assert 'data-stats-url="/api/stats"' in client.get("/stats").get_data(as_text=True)
