@@ -91,12 +91,6 @@ def live_app(storage_root, models_dir):
             "LOG_REQUESTS": "off",
         }
     )
-    if "pages" not in app.blueprints:
-        # Until main.py registers the pages itself (test_pages_are_registered says so),
-        # register them here so the browser tests can still exercise the real API.
-        from digits.pages import bp
-
-        app.register_blueprint(bp)
     return app
 
 

@@ -28,7 +28,7 @@ CANVAS_HAS_INK = """c => {
 
 
 def test_pages_are_registered():
-    """main.create_app must register the pages blueprint itself (conftest only papers over it)."""
+    """main.create_app registers the pages blueprint (digits/pages.py)."""
     from main import create_app
 
     assert "pages" in create_app({"TESTING": True}).blueprints
