@@ -97,6 +97,8 @@ class Results:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     saved_names: set[str] = field(default_factory=set)
     seconds: float = 0.0
+    server_cpu: float = 0.0  # CPU seconds of gunicorn (and moto) during the run
+    client_cpu: float = 0.0
 
 
 class Clients:
@@ -234,6 +236,24 @@ def stop_gunicorn(process: subprocess.Popen) -> None:
     process.wait(timeout=60)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(master: subprocess.Popen, moto: Moto | None) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True)
+    pids = [master.pid, *(int(p) for p in found.stdout.split())]
+    return pids + ([moto.process.pid] if moto else [])
+
+
 def warm_up(port: int) -> None:
     """Both workers load their nets on first use: do it before the clock starts."""
     body = json.dumps({"imageBase64": data_url(drawing_png())}).encode()
@@ -289,8 +309,12 @@ def run_backend(backend: str, args: argparse.Namespace, out_dir: Path) -> dict:
         try:
             warm_up(port)
             load_before = os.getloadavg()[0]
+            pids = server_pids(server, moto)
+            server_cpu, client_cpu = cpu_seconds(pids), time.process_time()
             clients = Clients(port, args.clients, args.duration)
             results = asyncio.run(clients.run())
+            results.server_cpu = cpu_seconds(pids) - server_cpu
+            results.client_cpu = time.process_time() - client_cpu
         finally:
             stop_gunicorn(server)
         storage = open_storage(env["STORAGE_URL"], env.get("AWS_ENDPOINT_URL"))
@@ -327,6 +351,12 @@ def summarise(
         "stored": len(stored),
         "audit_ok": acked == len(stored) and results.saved_names == stored,
         "load": load,
+        "server_cpu_ms": results.server_cpu * 1000 / max(1, len(every)),
+        "client_cpu_ms": results.client_cpu * 1000 / max(1, len(every)),
+        # An estimate: what idle cores could serve at this CPU cost per request, client included.
+        "capacity": (os.cpu_count() or 1)
+        * predictions
+        / max(1e-9, results.server_cpu + results.client_cpu),
     }
 
 
@@ -334,8 +364,9 @@ def table(rows: list[dict]) -> str:
     lines = [
         "| backend | s | clients | requests | predictions/s | predict p50 ms | predict p99 ms "
         "| all p99 ms | save p99 ms | feedback p99 ms | errors | saves 201 | drawings stored "
-        "| audit | load avg before |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| audit | load avg before | server CPU ms/req | client CPU ms/req "
+        "| predictions/s at this CPU cost on idle cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
@@ -343,7 +374,8 @@ def table(rows: list[dict]) -> str:
             f"| {r['predict_rate']:.0f} | {r['predict_p50']:.1f} | {r['predict_p99']:.1f} "
             f"| {r['all_p99']:.1f} | {r['save_p99']:.1f} | {r['feedback_p99']:.1f} "
             f"| {r['errors']} | {r['acked']} | {r['stored']} "
-            f"| {'exact' if r['audit_ok'] else 'MISMATCH'} | {r['load']:.1f} |"
+            f"| {'exact' if r['audit_ok'] else 'MISMATCH'} | {r['load']:.1f} "
+            f"| {r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} | {r['capacity']:.0f} |"
         )
     return "\n".join(lines)
 
