@@ -78,6 +78,8 @@ def test_s3_outage_predictions_answer_saves_refuse_then_recover(s3_server, tiny_
         predict = {"imageBase64": drawing["imageBase64"]}
         assert client.post("/hook", json=drawing).status_code == 201
         assert client.get("/healthz").json["storage"] == "ok"
+        answered = client.post("/api/predict", json=predict).json["id"]
+        assert predictions.flush(timeout=10)  # its record is in S3, not only in the queue
 
         # Predictions keep flowing in the background while the server dies and returns.
         codes: list[int] = []
@@ -97,6 +99,9 @@ def test_s3_outage_predictions_answer_saves_refuse_then_recover(s3_server, tiny_
             for response in refused:
                 assert response.status_code == 503
                 assert "nothing was saved" in response.json["error"]
+            answer = {"id": answered, "digit": 7, "consent": True}
+            late = client.post("/api/feedback", json=answer)
+            assert late.status_code == 503, (late.status_code, late.json)
             health = client.get("/healthz")
             assert health.status_code == 200 and health.json["storage"] == "unavailable"
             during = len(codes)
