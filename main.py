@@ -31,6 +31,9 @@ ENV_SETTINGS += (
     "LOG_REQUESTS",
 )
 # --- end production ---
+# --- models: how often each worker checks the model pointer; MODEL_WATCH=off stops it ---
+ENV_SETTINGS += ("MODEL_POLL_SECONDS", "MODEL_WATCH")
+# --- end models ---
 JSON_PREFIXES = ("/api/", "/hook", "/healthz")
 
 
