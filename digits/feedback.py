@@ -11,8 +11,11 @@ Training never happens here: the trainer process finds records not yet learned a
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
+import logging
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -20,6 +23,7 @@ from digits import dataset, predictions
 from digits.images import BadInput, parse_label
 from digits.storage import NotFound, PreconditionFailed, Storage
 
+log = logging.getLogger(__name__)
 PREFIX = "feedback/"
 NETS = ("fnn", "cnn")
 
@@ -106,8 +110,40 @@ def record_feedback(storage: Storage, fields: dict) -> dict:
     except PreconditionFailed:
         raise AlreadyAnswered(prediction_id) from None
     if consent:
-        save_to_dataset(storage, record)
+        copy_to_dataset_later(storage, record)
     return record
+
+
+# The dataset copy is for people browsing drawings; the durable feedback record above already
+# holds the drawing, and the trainer learns from that. So the copy (two more durable writes,
+# 10-100 ms on a busy disk or S3) runs after the answer, never making the user wait.
+_copies: list[threading.Thread] = []
+_copies_lock = threading.Lock()
+
+
+def copy_to_dataset_later(storage: Storage, record: dict) -> None:
+    thread = threading.Thread(target=_copy, args=(storage, record), daemon=True)
+    with _copies_lock:
+        _copies[:] = [t for t in _copies if t.is_alive()] + [thread]
+    thread.start()
+
+
+def _copy(storage: Storage, record: dict) -> None:
+    try:
+        save_to_dataset(storage, record)
+    except Exception:
+        log.exception("feedback %s: drawing not copied to the dataset", record["id"])
+
+
+def flush(timeout: float = 10.0) -> None:
+    """Wait for dataset copies in flight (tests, and before a process exits)."""
+    with _copies_lock:
+        pending = list(_copies)
+    for thread in pending:
+        thread.join(timeout)
+
+
+atexit.register(flush, 5.0)  # a worker stopping gracefully finishes its copies first
 
 
 def save_to_dataset(storage: Storage, record: dict) -> str:

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -243,7 +244,8 @@ def training_set(
     net: str, new: list[Sample], replay: list[Sample], ref: Reference, settings: Settings
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """New samples (augmented copies) + earlier user drawings + MNIST train, shuffled."""
-    rng = np.random.default_rng(settings.seed)
+    # Seeded by the batch, so each update replays a different slice of MNIST.
+    rng = np.random.default_rng([settings.seed, len(new), len(replay), len(ref.train_x)])
     new_x = np.repeat(np.stack([s.x for s in new]), settings.copies, axis=0)
     new_x = recipes.augment_batch(new_x, rng, AUGMENTS[net])
     new_y = np.repeat([s.y for s in new], settings.copies)
@@ -286,23 +288,57 @@ def evaluate(model, ref: Reference, user_x: np.ndarray, user_y: np.ndarray) -> d
     }
 
 
-def gate(base: dict, candidate: dict, settings: Settings) -> str:
-    """Why the candidate must not be published, or "" if it may."""
-    drop = base["mnist_test_accuracy"] - candidate["mnist_test_accuracy"]
-    if drop > settings.margin_mnist:
+def mnist_drop(reference: float, candidate: dict, settings: Settings, name: str) -> str:
+    drop = reference - candidate["mnist_test_accuracy"]
+    if drop <= settings.margin_mnist:
+        return ""
+    return (
+        f"MNIST test accuracy {candidate['mnist_test_accuracy']:.4f} is {drop * 100:.2f} pp"
+        f" below {name} {reference:.4f} (margin {settings.margin_mnist * 100:.2f} pp)"
+    )
+
+
+def gate(base: dict, candidate: dict, settings: Settings, shipped: float | None = None) -> str:
+    """Why the candidate must not be published, or "" if it may.
+
+    Against the current version, and against the shipped one too: many small steps, each
+    within the margin, must not add up to a larger loss.
+    """
+    reason = mnist_drop(base["mnist_test_accuracy"], candidate, settings, "the current version")
+    if not reason and shipped is not None:
+        reason = mnist_drop(shipped, candidate, settings, "the shipped version")
+    if reason or candidate["user_heldout_count"] < settings.min_user_heldout:
+        return reason
+    drop = base["user_heldout_accuracy"] - candidate["user_heldout_accuracy"]
+    if drop > settings.margin_user:
         return (
-            f"MNIST test accuracy {candidate['mnist_test_accuracy']:.4f} is {drop * 100:.2f} pp"
-            f" below the current {base['mnist_test_accuracy']:.4f} (margin"
-            f" {settings.margin_mnist * 100:.2f} pp)"
+            f"held-out user accuracy {candidate['user_heldout_accuracy']:.4f} is"
+            f" {drop * 100:.2f} pp below the current {base['user_heldout_accuracy']:.4f}"
         )
-    if candidate["user_heldout_count"] >= settings.min_user_heldout:
-        drop = base["user_heldout_accuracy"] - candidate["user_heldout_accuracy"]
-        if drop > settings.margin_user:
-            return (
-                f"held-out user accuracy {candidate['user_heldout_accuracy']:.4f} is"
-                f" {drop * 100:.2f} pp below the current {base['user_heldout_accuracy']:.4f}"
-            )
     return ""
+
+
+_scores: dict[tuple[str, str, int], dict] = {}  # (net, version, user count) -> evaluate()
+
+
+def base_evaluation(model, net: str, work: Plan, ref: Reference) -> dict:
+    """The current version's scores: measured when it was made, if this process made it."""
+    key = (net, work.base_version, len(work.user_y))
+    if key not in _scores:
+        _scores[key] = evaluate(model, ref, work.user_x, work.user_y)
+    return _scores[key]
+
+
+_shipped: dict[tuple[str, str], float] = {}  # (models dir, net) -> MNIST test accuracy
+
+
+def shipped_accuracy(storage: Storage, models_dir: str, net: str, ref: Reference) -> float:
+    """The shipped net's MNIST test accuracy, measured here once per process."""
+    key = (str(models_dir), net)
+    if key not in _shipped:
+        model = load_version(storage, models_dir, net, "original")
+        _shipped[key] = accuracy(model, ref.test_x, ref.test_y)
+    return _shipped[key]
 
 
 # --- one update of one net ---------------------------------------------------------------
@@ -346,32 +382,41 @@ def learn_net(
 ) -> Outcome:
     work = plan(storage, models_dir, net, records, settings)
     write_markers(storage, net, work.held, "held_out")
-    write_markers(
-        storage, net, work.skipped, "skipped", reason="blank, or both nets sure otherwise"
-    )
+    reason = "blank, or both nets sure otherwise"
+    write_markers(storage, net, work.skipped, "skipped", reason=reason)
     if not work.new:
         return Outcome(net, "nothing to learn")
+    started = time.monotonic()
     base = load_version(storage, models_dir, net, work.base_version)
-    base_scores = evaluate(base, ref, work.user_x, work.user_y)
+    base_scores = base_evaluation(base, net, work, ref)
     x, y, w = training_set(net, work.new, work.replay, ref, settings)
     candidate = fine_tune(base, x, y, w, settings)
     scores = evaluate(candidate, ref, work.user_x, work.user_y)
+    shipped = shipped_accuracy(storage, models_dir, net, ref)
+    log.info(
+        "%s: %d new samples, trained and evaluated in %.1f s",
+        net,
+        len(x),
+        time.monotonic() - started,
+    )
     ids = [s.id for s in work.new]
-    reason = gate(base_scores, scores, settings)
+    reason = gate(base_scores, scores, settings, shipped)
     if reason:
         write_markers(storage, net, ids, "rejected", reason=reason, base=work.base_version)
         return Outcome(net, "rejected", work.base_version, reason, scores)
     metrics = publish_metrics(work, base_scores, scores, ids, settings)
-    version = registry.publish(
-        storage,
-        net,
-        training.export_tflite(candidate),
-        keras_bytes(candidate),
-        metrics,
-        expected_version=work.base_version,
-    )
+    version = publish(storage, net, candidate, metrics, work.base_version)
+    _scores[(net, version, len(work.user_y))] = scores  # the next update's base
     write_markers(storage, net, ids, "learned", version=version)
     return Outcome(net, "published", version, "", scores)
+
+
+def publish(storage: Storage, net: str, model, metrics: dict, base_version: str) -> str:
+    """Raises PreconditionFailed if another trainer published since base_version."""
+    tflite = training.export_tflite(model)
+    return registry.publish(
+        storage, net, tflite, keras_bytes(model), metrics, expected_version=base_version
+    )
 
 
 def publish_metrics(work: Plan, base: dict, scores: dict, ids: list[str], settings: Settings):

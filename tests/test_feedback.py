@@ -13,6 +13,7 @@ from tests.conftest import drawing_png
 
 
 def stored_keys(storage_dir, prefix: str) -> list[str]:
+    feedback.flush()  # the dataset copy is made after the answer
     base = storage_dir / prefix
     if not base.exists():
         return []
@@ -154,5 +155,6 @@ def test_concurrent_double_feedback_gives_exactly_one_202(app, made):
     assert sorted(statuses) == [202] + [409] * 7
     storage = app.extensions["storage"]
     winner = feedback.load(storage, "p2")["digit"]
+    feedback.flush()
     assert len(list(storage.list("drawings/"))) == 2
     assert all(key.startswith(f"drawings/{winner}/") for key in storage.list("drawings/"))

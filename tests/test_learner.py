@@ -55,6 +55,8 @@ def models_dir(tmp_path_factory, reference) -> Path:
 def app(storage_dir, models_dir, reference, monkeypatch):
     monkeypatch.setattr(learner, "load_reference", lambda: reference)
     monkeypatch.setattr(learner, "_seen", {})
+    monkeypatch.setattr(learner, "_shipped", {})
+    monkeypatch.setattr(learner, "_scores", {})
     config = {"STORAGE_URL": str(storage_dir), "MODELS_DIR": str(models_dir), "TRAINER": SMALL}
     return create_app({"TESTING": True, "RATE_LIMIT_FEEDBACK": "off", **config})
 
@@ -188,6 +190,10 @@ def test_gate_margin():
     base = {"mnist_test_accuracy": 0.990, "user_heldout_accuracy": None, "user_heldout_count": 0}
     assert learner.gate(base, {**base, "mnist_test_accuracy": 0.988}, settings) == ""
     assert "MNIST" in learner.gate(base, {**base, "mnist_test_accuracy": 0.986}, settings)
+    # Small steps must not add up: 0.2 pp below the current but 0.5 pp below the shipped net.
+    drifted = {**base, "mnist_test_accuracy": 0.988}
+    reason = learner.gate(base, drifted, settings, shipped=0.993)
+    assert "shipped version" in reason
 
 
 def test_only_consented_digits_are_pending(app, corrections, monkeypatch):
