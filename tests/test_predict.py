@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ import functions
 from digits import predictions, registry
 from digits.storage import LocalStorage, NotFound, StorageUnavailable
 from main import create_app
-from tests.conftest import data_url, drawing_png
+from tests.conftest import BIN, data_url, drawing_png, free_port, wait_for_port
 from tests.test_model import make_models_dir, tiny_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -393,3 +396,42 @@ def test_the_writer_survives_a_record_it_cannot_save(tmp_path):
     assert writer.flush()
     assert writer.dropped == 1 and writer.written == 1
     assert json.loads(storage.get(predictions.key_of(good["id"])).data) == good
+
+
+def healthz_versions(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        return json.loads(response.read())["models"]
+
+
+def concurrent_versions(port: int) -> set[str]:
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: healthz_versions(port)["fnn"], range(64)))
+    return set(answers)
+
+
+@pytest.mark.slow
+def test_every_gunicorn_worker_swaps_within_5_seconds(tmp_path, models_dir):
+    """Two forked workers, each with its own watcher: all of them serve the new version."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "STORAGE_URL": str(tmp_path / "s"),
+        "MODELS_DIR": str(models_dir),
+        "MODEL_POLL_SECONDS": "0.5",
+        "WEB_CONCURRENCY": "2",
+        "LOG_REQUESTS": "off",
+    }
+    command = [str(BIN / "gunicorn"), "main:create_app()", "--bind", f"127.0.0.1:{port}"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        # Concurrent requests reach both workers, so both load their models and watchers.
+        assert concurrent_versions(port) == {"original"}
+        version = publish_b(LocalStorage(tmp_path / "s"), "fnn")
+        published = time.monotonic()
+        time.sleep(2.5)  # four polls of 0.5 s, well inside the 5 s promise
+        assert concurrent_versions(port) == {version}
+        assert time.monotonic() - published < 5
+    finally:
+        server.terminate()
+        server.wait(20)
