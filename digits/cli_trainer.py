@@ -50,7 +50,7 @@ def trainer_settings(margin: float | None, learning_rate: float | None):
     if margin is not None:
         settings.margin_mnist = margin / 100
     if learning_rate is not None:
-        settings.learning_rate = learning_rate
+        settings.learning_rate = {"fnn": learning_rate, "cnn": learning_rate}
     return settings
 
 

@@ -18,7 +18,8 @@ from digits import learner, mnist, predictions, registry, training  # noqa: E402
 from main import create_app  # noqa: E402
 
 keras = pytest.importorskip("keras")
-SMALL = {"copies": 2, "replay_min": 64, "epochs": 1, "batch_size": 32, "min_user_heldout": 1000}
+SMALL = {"copies": 2, "replay_min": 64, "batch_size": 32, "min_user_heldout": 1000}
+SMALL |= {"epochs": {"fnn": 1, "cnn": 1}, "learning_rate": {"fnn": 1e-4, "cnn": 1e-4}}
 
 
 def tiny(net: str):
