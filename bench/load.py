@@ -1,7 +1,7 @@
 """Load benchmark: gunicorn as in production, 32 keep-alive clients, then an exact save audit.
 
-    .venv/bin/python bench/load.py              # 60 s on the local backend, then on S3 (moto)
-    .venv/bin/python bench/load.py --quick      # 5 s each, for a short check
+    .venv/bin/python bench/load.py              # local then S3 (moto): closed loop, then 625 req/s
+    .venv/bin/python bench/load.py --quick      # 5 s per run, for a short check
     .venv/bin/python bench/load.py --backend local --duration 30
 
 Per backend: start gunicorn with gunicorn.conf.py (2 gthread workers) on 127.0.0.1, rate
@@ -102,12 +102,21 @@ class Results:
 
 
 class Clients:
-    """`count` keep-alive connections, each sending one request after another until the end."""
+    """`count` keep-alive connections until the end of the run.
 
-    def __init__(self, port: int, count: int, seconds: float, seed: int = 1) -> None:
+    Closed loop (`rate` None): each sends its next request as soon as the last is answered,
+    which finds the most the server can do; latency is then about clients / throughput.
+    Open loop (`rate` requests/s in all): requests leave on a fixed schedule, and latency is
+    counted from the scheduled time, so a slow answer also delays the ones queued behind it.
+    """
+
+    def __init__(
+        self, port: int, count: int, seconds: float, rate: float | None = None, seed: int = 1
+    ) -> None:
         self.port = port
         self.count = count
         self.seconds = seconds
+        self.rate = rate
         self.random = random.Random(seed)
         urls = [data_url(drawing_png(lines)) for lines in STROKES]
         self.predicts = [request_bytes(port, "/api/predict", {"imageBase64": u}) for u in urls]
@@ -141,15 +150,21 @@ class Clients:
     async def run(self) -> Results:
         started = time.perf_counter()
         self.deadline = started + self.seconds
-        await asyncio.gather(*(self.one_client() for _ in range(self.count)))
+        await asyncio.gather(*(self.one_client(i, started) for i in range(self.count)))
         self.results.seconds = time.perf_counter() - started
         return self.results
 
-    async def one_client(self) -> None:
+    async def one_client(self, index: int, begin: float) -> None:
         reader, writer = await asyncio.open_connection(HOST, self.port)
+        interval = self.count / self.rate if self.rate else 0.0
+        scheduled = begin + index / self.rate if self.rate else 0.0  # staggered starts
         while time.perf_counter() < self.deadline:
             kind, request = self.pick()
-            started = time.perf_counter()
+            if self.rate:
+                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+                started, scheduled = scheduled, scheduled + interval
+            else:
+                started = time.perf_counter()
             try:
                 writer.write(request)
                 status, body, closing = await read_response(reader)
@@ -279,7 +294,7 @@ def models_dir(scratch: Path) -> tuple[str, str]:
     return str(tiny), "TINY test nets (models/ is empty): predictions cost less than real ones"
 
 
-def run_backend(backend: str, args: argparse.Namespace, out_dir: Path) -> dict:
+def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_dir: Path) -> dict:
     port = free_port()
     scratch = Path(tempfile.mkdtemp(prefix=f"digits-bench-{backend}-"))
     models, models_note = models_dir(scratch)
@@ -311,7 +326,7 @@ def run_backend(backend: str, args: argparse.Namespace, out_dir: Path) -> dict:
             load_before = os.getloadavg()[0]
             pids = server_pids(server, moto)
             server_cpu, client_cpu = cpu_seconds(pids), time.process_time()
-            clients = Clients(port, args.clients, args.duration)
+            clients = Clients(port, args.clients, args.duration, rate)
             results = asyncio.run(clients.run())
             results.server_cpu = cpu_seconds(pids) - server_cpu
             results.client_cpu = time.process_time() - client_cpu
@@ -319,7 +334,8 @@ def run_backend(backend: str, args: argparse.Namespace, out_dir: Path) -> dict:
             stop_gunicorn(server)
         storage = open_storage(env["STORAGE_URL"], env.get("AWS_ENDPOINT_URL"))
         stored = set(dataset.names(storage))
-        return {**summarise(backend, args, results, stored, load_before), "models": models_note}
+        row = summarise(backend, args, results, stored, load_before)
+        return {**row, "rate": f"{rate:.0f}/s" if rate else "max", "models": models_note}
     finally:
         if moto:
             moto.stop()
@@ -360,23 +376,36 @@ def summarise(
     }
 
 
+COLUMNS = [  # (heading, how to show a row's value)
+    ("backend", lambda r: r["backend"]),
+    ("offered", lambda r: r["rate"]),
+    ("s", lambda r: f"{r['seconds']:.0f}"),
+    ("clients", lambda r: str(r["clients"])),
+    ("requests", lambda r: str(r["requests"])),
+    ("predictions/s", lambda r: f"{r['predict_rate']:.0f}"),
+    ("predict p50 ms", lambda r: f"{r['predict_p50']:.1f}"),
+    ("predict p99 ms", lambda r: f"{r['predict_p99']:.1f}"),
+    ("all p99 ms", lambda r: f"{r['all_p99']:.1f}"),
+    ("save p99 ms", lambda r: f"{r['save_p99']:.1f}"),
+    ("feedback p99 ms", lambda r: f"{r['feedback_p99']:.1f}"),
+    ("errors", lambda r: str(r["errors"])),
+    ("saves 201", lambda r: str(r["acked"])),
+    ("drawings stored", lambda r: str(r["stored"])),
+    ("audit", lambda r: "exact" if r["audit_ok"] else "MISMATCH"),
+    ("load avg before", lambda r: f"{r['load']:.1f}"),
+    ("server CPU ms/req", lambda r: f"{r['server_cpu_ms']:.2f}"),
+    ("client CPU ms/req", lambda r: f"{r['client_cpu_ms']:.2f}"),
+    ("predictions/s this CPU cost allows on idle cores", lambda r: f"{r['capacity']:.0f}"),
+]
+
+
 def table(rows: list[dict]) -> str:
     lines = [
-        "| backend | s | clients | requests | predictions/s | predict p50 ms | predict p99 ms "
-        "| all p99 ms | save p99 ms | feedback p99 ms | errors | saves 201 | drawings stored "
-        "| audit | load avg before | server CPU ms/req | client CPU ms/req "
-        "| predictions/s at this CPU cost on idle cores |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| " + " | ".join(heading for heading, _ in COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['backend']} | {r['seconds']:.0f} | {r['clients']} | {r['requests']} "
-            f"| {r['predict_rate']:.0f} | {r['predict_p50']:.1f} | {r['predict_p99']:.1f} "
-            f"| {r['all_p99']:.1f} | {r['save_p99']:.1f} | {r['feedback_p99']:.1f} "
-            f"| {r['errors']} | {r['acked']} | {r['stored']} "
-            f"| {'exact' if r['audit_ok'] else 'MISMATCH'} | {r['load']:.1f} "
-            f"| {r['server_cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} | {r['capacity']:.0f} |"
-        )
+    for row in rows:
+        lines.append("| " + " | ".join(show(row) for _, show in COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -390,7 +419,7 @@ def verdicts(rows: list[dict]) -> list[str]:
             "every 201 stored, nothing else": r["audit_ok"],
         }
         passed = ", ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items())
-        out.append(f"- {r['backend']}: {passed}")
+        out.append(f"- {r['backend']}, offered {r['rate']}: {passed}")
         for kind, count in sorted(r["error_kinds"].items()):
             out.append(f"  - {count} × {kind}")
     return out
@@ -398,28 +427,43 @@ def verdicts(rows: list[dict]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds per backend")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds per run")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backend", choices=["local", "s3", "both"], default="both")
-    parser.add_argument("--quick", action="store_true", help="5 s per backend")
+    parser.add_argument(
+        "--rates",
+        default=f"max,{TARGET_RATE * 10 // 8}",
+        help="comma-separated: 'max' (closed loop) or total requests/s (open loop); "
+        f"the default {TARGET_RATE * 10 // 8}/s carries {TARGET_RATE} predictions/s",
+    )
+    parser.add_argument("--quick", action="store_true", help="5 s per run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     if args.quick:
         args.duration = 5.0
     args.out.mkdir(parents=True, exist_ok=True)
     backends = ["local", "s3"] if args.backend == "both" else [args.backend]
+    rates = [None if r.strip() == "max" else float(r) for r in args.rates.split(",")]
     rows = []
+    sys.stdout.reconfigure(line_buffering=True)
     for backend in backends:
-        print(f"{backend}: {args.clients} clients for {args.duration:.0f} s ...", flush=True)
-        rows.append(run_backend(backend, args, args.out))
+        for rate in rates:
+            offered = f"{rate:.0f} requests/s" if rate else "as fast as answered"
+            print(
+                f"{backend}: {args.clients} clients, {offered}, {args.duration:.0f} s", flush=True
+            )
+            rows.append(run_backend(backend, rate, args, args.out))
     report = "\n".join(
         [
             "# Load benchmark",
             "",
             f"gunicorn (gunicorn.conf.py, {args.workers} gthread workers) on {HOST}, "
             f"{os.cpu_count()} cores shared with the client (and moto for S3); "
-            "mix 80% predict / 10% save / 10% feedback; keep-alive connections.",
+            "mix 80% predict / 10% save / 10% feedback; keep-alive connections. "
+            "Offered 'max' is a closed loop (each client sends when answered: the most the "
+            "server can do, latency ≈ clients / throughput); a number is an open loop at that "
+            "many requests/s, latency counted from each request's scheduled time.",
             "",
             table(rows),
             "",
