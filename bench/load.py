@@ -48,6 +48,7 @@ MIX = (("predict", 8), ("save", 1), ("feedback", 1))  # out of 10
 EXPECTED = {"predict": 200, "save": 201, "feedback": 202}
 TARGET_RATE = 500  # predictions per second
 TARGET_P99_MS = 50.0
+FEEDBACK_DELAY = 1.0  # seconds between a prediction and its feedback, as a person answers
 BUCKET = "digits-bench"
 ID_PATTERN = re.compile(rb'"id":\s*"(p[0-9T]+-[0-9a-f]+)"')
 NAME_PATTERN = re.compile(rb'"name":\s*"([^"]+)"')
@@ -124,15 +125,16 @@ class Clients:
             request_bytes(port, "/hook", {"imageBase64": u, "digit": str(d)})
             for d, u in enumerate(urls)
         ]
-        self.ids: deque[bytes] = deque(maxlen=5000)  # predictions not yet answered
+        # (when answered, id) of predictions nobody has given feedback on yet.
+        self.ids: deque[tuple[float, bytes]] = deque(maxlen=5000)
         self.kinds = [kind for kind, weight in MIX for _ in range(weight)]
         self.results = Results()
 
     def feedback_request(self) -> bytes | None:
-        if len(self.ids) < 10:
-            return None  # too early: no prediction to answer yet
-        # The oldest id: people answer a few seconds after seeing the prediction.
-        prediction_id = self.ids.popleft().decode()
+        # A person answers a second or more after seeing the prediction, never sooner.
+        if not self.ids or time.perf_counter() - self.ids[0][0] < FEEDBACK_DELAY:
+            return None
+        prediction_id = self.ids.popleft()[1].decode()
         digit = self.random.randrange(10)
         payload = {"id": prediction_id, "digit": digit, "consent": False}
         return request_bytes(self.port, "/api/feedback", payload)
@@ -187,7 +189,7 @@ class Clients:
         elif kind == "predict":
             match = ID_PATTERN.search(body)
             if match:
-                self.ids.append(match.group(1))
+                self.ids.append((time.perf_counter(), match.group(1)))
         elif kind == "save":
             match = NAME_PATTERN.search(body)
             if match:
