@@ -237,7 +237,9 @@ class ModelService:
             time.sleep(self.poll_seconds)
             try:
                 self.refresh()
-            except Exception:  # never let the watcher die: keep serving, retry next poll
+            except StorageError as e:  # an outage: keep serving the current nets, retry
+                log.warning("model watcher: pointer unreadable, retrying: %s", e)
+            except Exception:  # never let the watcher die
                 log.exception("model watcher: pointer check failed; retrying")
 
     def versions(self) -> dict[str, str | None]:
