@@ -237,9 +237,10 @@ class Moto:
         self.process.wait(timeout=10)
 
 
-def start_gunicorn(port: int, env: dict, log_path: Path) -> subprocess.Popen:
+def start_gunicorn(port: int, env: dict, log_path: Path, extra: list[str]) -> subprocess.Popen:
     # --bind on the command line overrides gunicorn.conf.py's 0.0.0.0: the bench stays local.
     command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"{HOST}:{port}"]
+    command += extra  # experiments only, e.g. --worker-connections 16; reported in the table
     log = open(log_path, "wb")
     process = subprocess.Popen(
         [*command, "main:create_app()"], cwd=ROOT, env=env, stdout=log, stderr=log
@@ -322,7 +323,8 @@ def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_
         else:
             env["STORAGE_URL"] = str(scratch / "storage")
             env.pop("AWS_ENDPOINT_URL", None)
-        server = start_gunicorn(port, env, out_dir / f"load-{backend}.log")
+        extra = args.gunicorn.split()
+        server = start_gunicorn(port, env, out_dir / f"load-{backend}.log", extra)
         try:
             warm_up(port)
             load_before = os.getloadavg()[0]
@@ -440,6 +442,9 @@ def main() -> int:
         f"the default {TARGET_RATE * 10 // 8}/s carries {TARGET_RATE} predictions/s",
     )
     parser.add_argument("--quick", action="store_true", help="5 s per run")
+    parser.add_argument(
+        "--gunicorn", default="", help="extra gunicorn options on top of gunicorn.conf.py"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     if args.quick:
@@ -460,7 +465,8 @@ def main() -> int:
         [
             "# Load benchmark",
             "",
-            f"gunicorn (gunicorn.conf.py, {args.workers} gthread workers) on {HOST}, "
+            f"gunicorn (gunicorn.conf.py, {args.workers} gthread workers"
+            f"{', plus ' + args.gunicorn if args.gunicorn else ''}) on {HOST}, "
             f"{os.cpu_count()} cores shared with the client (and moto for S3); "
             "mix 80% predict / 10% save / 10% feedback; keep-alive connections. "
             "Offered 'max' is a closed loop (each client sends when answered: the most the "
