@@ -474,12 +474,12 @@ def speed_rows(speed: list[dict], latencies: list[float]) -> list[str]:
     rows = [
         f"| (c) speed | POST /api/feedback latency (p50 / p95, {len(latencies)} calls) | | "
         f"{p50:.1f} / {p95:.1f} ms | | <= 20 ms | {verdict(p95 <= 20)} |",
-        f"| (c) speed | feedback -> both nets published (median of {len(published)}) | | "
+        f"| (c) speed | 20 feedbacks -> all learned, published (median of {len(published)}) | | "
         f"{np.median(published):.1f} s | | | |",
     ]
     if served:
         rows.append(
-            f"| (c) speed | feedback -> both gunicorn workers serve it (median, max of "
+            f"| (c) speed | 20 feedbacks -> both gunicorn workers serve it (median, max of "
             f"{len(served)}) | | {np.median(served):.1f} s, {max(served):.1f} s | | | |"
         )
     rejected = len(speed) - len(served)

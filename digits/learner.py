@@ -312,10 +312,13 @@ def gate(base: dict, candidate: dict, settings: Settings, shipped: float | None 
     if reason or candidate["user_heldout_count"] < settings.min_user_heldout:
         return reason
     drop = base["user_heldout_accuracy"] - candidate["user_heldout_accuracy"]
-    if drop > settings.margin_user:
+    # With few held-out drawings one flip is noise: allow at least two of them.
+    margin = max(settings.margin_user, 2 / candidate["user_heldout_count"])
+    if drop > margin:
         return (
             f"held-out user accuracy {candidate['user_heldout_accuracy']:.4f} is"
             f" {drop * 100:.2f} pp below the current {base['user_heldout_accuracy']:.4f}"
+            f" (margin {margin * 100:.2f} pp)"
         )
     return ""
 
@@ -396,7 +399,7 @@ def learn_net(
     scores = evaluate(candidate, ref, work.user_x, work.user_y)
     shipped = shipped_accuracy(storage, models_dir, net, ref)
     log.info(
-        "%s: %d new samples, trained and evaluated in %.1f s",
+        "%s: trained on %d samples and evaluated in %.1f s",
         net,
         len(x),
         time.monotonic() - started,
