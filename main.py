@@ -84,6 +84,10 @@ def register_cli(app: Flask) -> None:
     from digits.cli_dataset import dataset_group
 
     app.cli.add_command(dataset_group)
+    from digits.cli_train import evaluate_command, train_command
+
+    app.cli.add_command(train_command)
+    app.cli.add_command(evaluate_command)
     # --- learning from users: the trainer command (TensorFlow loads only when it runs) ---
     from digits.cli_trainer import trainer_command
 
