@@ -96,13 +96,14 @@ def load_reference() -> Reference:
 def _cached_reference() -> dict[str, np.ndarray]:
     # Keyed by preprocess.py's source: a change to preprocessing must not reuse stale inputs.
     digest = hashlib.md5(Path(preprocess.__file__).read_bytes(), usedforsecurity=False)
-    path = mnist.REPO_ROOT / "data" / "learner" / f"mnist-{digest.hexdigest()[:12]}.npz"
+    path = mnist.REPO_ROOT / "data" / "learner" / f"mnist16-{digest.hexdigest()[:12]}.npz"
     if path.exists():
         with np.load(path) as npz:
             return dict(npz)
     train_x, train_y = training.load_mnist("train")
     test_x, test_y = training.load_mnist("test")
-    arrays = {"train_x": train_x, "train_y": train_y.astype(np.int64)}
+    # float16 for the replay pool halves its memory; the gate's test set stays float32.
+    arrays = {"train_x": train_x.astype(np.float16), "train_y": train_y.astype(np.int64)}
     arrays |= {"test_x": test_x, "test_y": test_y.astype(np.int64)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
@@ -254,7 +255,8 @@ def training_set(
     new_w = np.repeat([s.weight for s in new], settings.copies)
     count = max(settings.replay_min, int(len(new_x) * settings.replay_ratio))
     pick = rng.choice(len(ref.train_x), size=min(count, len(ref.train_x)), replace=False)
-    parts_x, parts_y = [new_x, ref.train_x[pick]], [new_y, ref.train_y[pick]]
+    replayed = ref.train_x[pick].astype(np.float32)
+    parts_x, parts_y = [new_x, replayed], [new_y, ref.train_y[pick]]
     parts_w = [new_w, np.ones(len(pick))]
     if replay:
         parts_x.append(recipes.augment_batch(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
