@@ -18,6 +18,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 
+# A gthread worker accepts every keep-alive connection it can hold: under load one worker took
+# all 32 clients while the other idled. Capping each worker's open connections shares them out.
+# Past workers x this many, new connections wait in the listen queue until one closes.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "16"))
+
 # Heroku's router gives up on a request after 30 s; stop a stuck worker before it does.
 timeout = 25
 
