@@ -109,6 +109,9 @@ def _cached_reference() -> dict[str, np.ndarray]:
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)  # never a half-written cache under the final name
+    for stale in path.parent.glob("mnist16-*.npz"):
+        if stale != path:
+            stale.unlink()  # made with an older preprocess.py: never read again
     return arrays
 
 
