@@ -158,3 +158,15 @@ def test_concurrent_double_feedback_gives_exactly_one_202(app, made):
     feedback.flush()
     assert len(list(storage.list("drawings/"))) == 2
     assert all(key.startswith(f"drawings/{winner}/") for key in storage.list("drawings/"))
+
+
+@pytest.mark.s3
+def test_feedback_once_on_a_real_s3_server(s3_app, made):
+    client = s3_app.test_client()
+    body = {"id": "p1", "digit": 3, "consent": True}
+    assert client.post("/api/feedback", json=body).status_code == 202
+    assert client.post("/api/feedback", json={**body, "digit": 4}).status_code == 409
+    storage = s3_app.extensions["storage"]
+    assert feedback.load(storage, "p1")["digit"] == 3
+    feedback.flush()
+    assert len([k for k in storage.list("drawings/3/") if k.endswith(".json")]) == 1
