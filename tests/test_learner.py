@@ -174,6 +174,28 @@ def test_crash_after_publish_does_not_learn_twice(app, corrections, reference, m
     assert marker(app, "fnn", corrections[0])["version"] == fnn_version
 
 
+def test_trainer_that_loses_a_race_retrains_on_the_winner(app, corrections, monkeypatch):
+    storage, models_dir = app.extensions["storage"], app.config["MODELS_DIR"]
+    real, rival = learner.publish, {}
+
+    def racing(storage, net, model, metrics, base_version):
+        if net not in rival:  # another trainer publishes first, from the same base
+            tflite = registry.load_tflite(storage, models_dir, net, "original")
+            keras_file = registry.load_keras_bytes(storage, models_dir, net, "original")
+            rival[net] = registry.publish(storage, net, tflite, keras_file, {"feedback_ids": []})
+        return real(storage, net, model, metrics, base_version)
+
+    monkeypatch.setattr(learner, "publish", racing)
+    result = run_trainer(app, "--margin", "5")
+    assert result.exit_code == 0, result.output
+    for net in ("fnn", "cnn"):
+        mine = registry.current(storage)[net]
+        assert mine != rival[net]  # the rival's update was not overwritten...
+        metrics = registry.metrics(storage, models_dir, net, mine)
+        assert metrics["base_version"] == rival[net]  # ...but built upon
+        assert sorted(metrics["feedback_ids"]) == sorted(corrections)
+
+
 def test_trust_weight_skips_labels_both_nets_are_sure_against():
     settings = learner.Settings()
     record = {"digit": 5, "fnn": output(3, 0.999), "cnn": output(3, 0.995)}
