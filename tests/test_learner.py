@@ -6,6 +6,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,7 @@ pytest.importorskip("tensorflow")
 
 from digits import learner, mnist, predictions, registry, training  # noqa: E402
 from main import create_app  # noqa: E402
+from tests.conftest import free_port, wait_for_port  # noqa: E402
 
 keras = pytest.importorskip("keras")
 SMALL = {"copies": 2, "replay_min": 64, "batch_size": 32, "min_user_heldout": 1000}
@@ -231,3 +236,20 @@ def test_only_consented_digits_are_pending(app, corrections, monkeypatch):
     body = {"id": "notadigit", "digit": None, "consent": True}
     assert client.post("/api/feedback", json=body).status_code == 202
     assert sorted(learner.learnable_records(storage)) == sorted(corrections)
+
+
+def test_local_runs_web_and_trainer_and_stops_both(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "STORAGE_URL": str(tmp_path / "storage")}
+    runner = subprocess.Popen([sys.executable, "-m", "digits.local"], env=env)
+    try:
+        wait_for_port(port, timeout=60)
+        children = Path(f"/proc/{runner.pid}/task/{runner.pid}/children").read_text().split()
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
+        assert sorted(c[5].decode() for c in commands) == ["run", "trainer"]
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=30) is not None
+        assert all(not Path(f"/proc/{pid}").exists() for pid in children)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
