@@ -28,6 +28,20 @@ def new_name(label: str) -> str:
     return f"{label}_{stamp}_{secrets.token_hex(6)}"
 
 
+def sample_id(prediction_id: str) -> str:
+    """A prediction id `p<stamp>-<hex>` as the id part `<stamp>_<hex>` of a drawing's name.
+
+    A drawing that came with feedback keeps its prediction's id, so `flask train` and the
+    trainer agree on which drawings are held out (training.is_held_out hashes this part).
+    """
+    stamp, dash, suffix = prediction_id[1:].partition("-")
+    return f"{stamp}_{suffix}" if prediction_id.startswith("p") and dash else prediction_id
+
+
+def name_for_prediction(label: str, prediction_id: str) -> str:
+    return f"{label}_{sample_id(prediction_id)}"
+
+
 def label_of(name: str) -> str:
     label = name.split("_", 1)[0]
     if label not in LABELS or "/" in name or not name.replace("_", "").isalnum():
@@ -44,10 +58,20 @@ def meta_key(name: str) -> str:
 
 
 def save_drawing(
-    storage: Storage, png: bytes, label: str, source: str, extra: dict | None = None
+    storage: Storage,
+    png: bytes,
+    label: str,
+    source: str,
+    extra: dict | None = None,
+    name: str | None = None,
 ) -> str:
-    """Store a labelled drawing durably and return its name."""
-    name = new_name(label)
+    """Store a labelled drawing durably and return its name.
+
+    A given `name` (a copy made from a feedback record) may be written again with the same
+    content, so a retried copy completes instead of failing on its own first half.
+    """
+    exclusive = name is None
+    name = name or new_name(label)
     meta = {
         "name": name,
         "label": label,
@@ -58,9 +82,9 @@ def save_drawing(
         "app_version": __version__,
         **(extra or {}),
     }
-    storage.put(image_key(name), png, if_none_match=True)
+    storage.put(image_key(name), png, if_none_match=exclusive)
     try:
-        storage.put(meta_key(name), json.dumps(meta).encode(), if_none_match=True)
+        storage.put(meta_key(name), json.dumps(meta).encode(), if_none_match=exclusive)
     except Exception:
         _forget(storage, image_key(name))
         raise

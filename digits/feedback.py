@@ -155,7 +155,8 @@ def save_to_dataset(storage: Storage, record: dict) -> str:
         "cnn": record["cnn"],
     }
     png = base64.b64decode(record["image"])
-    return dataset.save_drawing(storage, png, label, record["source"], extra)
+    name = dataset.name_for_prediction(label, record["id"])
+    return dataset.save_drawing(storage, png, label, record["source"], extra, name=name)
 
 
 def ids(storage: Storage) -> list[str]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digits import feedback, mnist, preprocess, recipes, registry, training
+from digits import dataset, feedback, mnist, preprocess, recipes, registry, training
 from digits.preprocess import to_mnist
 from digits.storage import NotFound, PreconditionFailed, Storage
 
@@ -218,7 +218,7 @@ def to_samples(records: list[dict], settings: Settings) -> tuple[list[Sample], l
 
 
 def held_out(record: dict) -> bool:
-    return training.is_held_out(record["id"])
+    return training.is_held_out(dataset.sample_id(record["id"]))
 
 
 # --- training and evaluation -------------------------------------------------------------

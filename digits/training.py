@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from digits import mnist, recipes
+from digits import dataset, mnist, recipes
 from digits.preprocess import to_mnist
 
 NETS = ("fnn", "cnn")
@@ -61,13 +61,16 @@ def load_mnist(split: mnist.Split, limit: int | None = None) -> tuple[np.ndarray
 
 
 def is_held_out(key: str, fraction: float = HELD_OUT_FRACTION) -> bool:
-    """True for a fixed `fraction` of drawings, by a hash of the drawing's name.
+    """True for a fixed `fraction` of drawings, by a hash of the drawing's id.
 
-    Only the file name counts, not the label folder, so relabelling a drawing never moves it
-    between the training and the held-out set.
+    The id is the name without its label prefix (`3_<stamp>_<hex>` -> `<stamp>_<hex>`), so
+    relabelling never moves a drawing between the sets, and a drawing that came with feedback
+    hashes like its prediction (`dataset.sample_id`), as the trainer sees it.
     """
     name = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    digest = hashlib.sha256(name.encode()).digest()
+    label, _, rest = name.partition("_")
+    ident = rest if rest and label in dataset.LABELS else name
+    digest = hashlib.sha256(ident.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 

@@ -156,3 +156,15 @@ def test_flask_commands_train_and_evaluate(tmp_path, monkeypatch):
     result = runner.invoke(evaluate_command, [])
     assert result.exit_code == 0, result.output
     assert "mnist_test: accuracy" in result.output and "confusion" in result.output
+
+
+def test_feedback_drawings_are_held_out_like_their_predictions():
+    """`flask train` hashes dataset keys, the trainer hashes prediction ids: they must agree."""
+    from digits import dataset, learner, predictions
+
+    ids = [predictions.new_id() for _ in range(300)]
+    for pid in ids:
+        name = dataset.name_for_prediction("3", pid)
+        assert dataset.label_of(name) == "3"
+        assert training.is_held_out(dataset.meta_key(name)) == learner.held_out({"id": pid})
+    assert 0 < sum(learner.held_out({"id": pid}) for pid in ids) < 90
