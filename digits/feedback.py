@@ -59,16 +59,24 @@ RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 
 
 def load_prediction(storage: Storage, prediction_id: str) -> dict:
-    for delay in (*RETRY_DELAYS, None):
+    delays = RETRY_DELAYS if could_be_queued(prediction_id) else ()
+    for delay in (*delays, None):
         try:
             return predictions.load(storage, prediction_id)
-        except ValueError:  # an id that cannot even be a storage key
-            break
         except NotFound:
             if delay is None:
                 break
             time.sleep(delay)
     raise UnknownPrediction(prediction_id)
+
+
+def could_be_queued(prediction_id: str) -> bool:
+    """Only a well-formed id can belong to a record still in some worker's writer queue."""
+    try:
+        predictions.key_of(prediction_id)
+        return True
+    except ValueError:
+        return False
 
 
 def source_of(digit: int | None, prediction: dict) -> str:

@@ -170,3 +170,12 @@ def test_feedback_once_on_a_real_s3_server(s3_app, made):
     assert feedback.load(storage, "p1")["digit"] == 3
     feedback.flush()
     assert len([k for k in storage.list("drawings/3/") if k.endswith(".json")]) == 1
+
+
+def test_malformed_id_is_404_without_waiting(client):
+    import time
+
+    start = time.monotonic()
+    response = client.post("/api/feedback", json={"id": "not-an-id", "digit": 3, "consent": True})
+    assert response.status_code == 404
+    assert time.monotonic() - start < 0.1
