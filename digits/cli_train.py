@@ -5,6 +5,7 @@ TensorFlow is imported inside the commands, so registering them costs the web ap
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ from flask.cli import with_appcontext
 @with_appcontext
 def train_command(out: Path | None, epochs: int | None, limit: int | None, nets) -> None:
     """Train both nets from scratch on MNIST + collected drawings, save .keras and .tflite."""
+    quiet_tensorflow()
     from digits import training
 
     out = out or Path(current_app.config["MODELS_DIR"])
@@ -41,7 +43,13 @@ def train_command(out: Path | None, epochs: int | None, limit: int | None, nets)
 @with_appcontext
 def evaluate_command(models: Path | None) -> None:
     """Accuracy per net and per digit on MNIST test and the held-out drawings, with confusion."""
+    quiet_tensorflow()
     from digits import training
 
     models = models or Path(current_app.config["MODELS_DIR"])
     training.evaluate_saved(models, storage=current_app.extensions["storage"], log=click.echo)
+
+
+def quiet_tensorflow() -> None:
+    """Call before TensorFlow's import: its C++ start-up notices drown our progress and logs."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

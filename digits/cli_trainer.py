@@ -23,6 +23,9 @@ def trainer_command(
     once: bool, interval: float, margin: float | None, learning_rate: float | None
 ) -> None:
     """Fine-tune both nets on new corrections; publish only candidates that pass the gate."""
+    from digits.cli_train import quiet_tensorflow
+
+    quiet_tensorflow()
     from digits import learner  # imports TensorFlow
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
