@@ -22,7 +22,7 @@ from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
 ROOT = Path(__file__).resolve().parent
 # Settings read from the environment when set; secrets come only from there.
 ENV_SETTINGS = ("STORAGE_URL", "AWS_ENDPOINT_URL", "MODELS_DIR", "ADMIN_TOKEN")
-# --- production (digits/security.py, digits/logs.py): settings from the environment ---
+# Production (digits/security.py, digits/logs.py): settings from the environment
 ENV_SETTINGS += (
     "CORS_ORIGINS",
     "RATE_LIMIT_SAVES",
@@ -30,10 +30,8 @@ ENV_SETTINGS += (
     "TRUSTED_PROXY_HOPS",
     "LOG_REQUESTS",
 )
-# --- end production ---
-# --- models: how often each worker checks the model pointer; MODEL_WATCH=off stops it ---
+# Models: how often each worker checks the model pointer; MODEL_WATCH=off stops it
 ENV_SETTINGS += ("MODEL_POLL_SECONDS", "MODEL_WATCH")
-# --- end models ---
 JSON_PREFIXES = ("/api/", "/hook", "/healthz")
 
 
@@ -57,21 +55,19 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["storage"] = app.config.get("STORAGE") or open_storage(
         app.config["STORAGE_URL"], app.config["AWS_ENDPOINT_URL"]
     )
-    # --- models: LiteRT serving, kept current by a watcher thread (functions.py) ---
+    # Models: LiteRT serving, kept current by a watcher thread (functions.py)
     app.extensions["models"] = functions.service_for(app.config, app.extensions["storage"])
     app.register_error_handler(functions.ModelsUnavailable, models_unavailable)
     # Admin routes refuse strangers before check_body reads (or rejects) the body.
     app.before_request(guard_model_admin)
-    # --- end models ---
     register_cli(app)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(BadInput, lambda e: (jsonify(error=str(e)), 400))
     app.register_error_handler(StorageUnavailable, storage_unavailable)
-    # --- production: request log first (it times everything), then headers and limits ---
+    # Production: request log first (it times everything), then headers and limits
     logs.init_app(app)
     security.init_app(app)
     openapi.init_app(app)
-    # --- end production ---
     app.before_request(check_body)
     register_routes(app)
     from digits.pages import bp as pages
@@ -88,16 +84,14 @@ def register_cli(app: Flask) -> None:
 
     app.cli.add_command(train_command)
     app.cli.add_command(evaluate_command)
-    # --- learning from users: the trainer command (TensorFlow loads only when it runs) ---
+    # Learning from users: the trainer command (TensorFlow loads only when it runs)
     from digits.cli_trainer import trainer_command
 
     app.cli.add_command(trainer_command)
-    # --- end learning from users ---
-    # --- models: flask models list|rollback (digits/cli_models.py) ---
+    # Models: flask models list|rollback (digits/cli_models.py)
     from digits.cli_models import models_group
 
     app.cli.add_command(models_group)
-    # --- end models ---
 
 
 def storage() -> Storage:
@@ -226,7 +220,7 @@ def dataset_export():
     return send_file(buffer, mimetype="application/zip", download_name="digits-dataset.zip")
 
 
-# --- learning from users: POST /api/feedback, GET /api/stats (digits/feedback.py, stats.py) ---
+# Learning from users: POST /api/feedback, GET /api/stats (digits/feedback.py, stats.py)
 def register_learning_routes(app: Flask) -> None:
     app.add_url_rule("/api/feedback", view_func=give_feedback, methods=["POST"])
     app.add_url_rule("/api/stats", view_func=learning_stats)
@@ -251,10 +245,7 @@ def learning_stats():
     return jsonify(stats.cached_stats(storage(), current_app.config["MODELS_DIR"]))
 
 
-# --- end learning from users ---
-
-
-# --- models: POST /api/predict, GET /api/models, POST /api/models/rollback ---
+# Models: POST /api/predict, GET /api/models, POST /api/models/rollback
 # (functions.py serves the nets, digits/predictions.py keeps the records, digits/registry.py
 # holds the versions)
 def register_model_routes(app: Flask) -> None:
@@ -309,6 +300,3 @@ def models_rollback():
     except StorageUnavailable:
         pass  # the pointer moved; the watcher swaps once storage answers again
     return jsonify(pointer=pointer)
-
-
-# --- end models ---
