@@ -87,7 +87,7 @@ class Augment:
 
 
 # Small digits drawn with a thick pen are the hardest canvas drawings: the CNN sees more of them.
-CNN_AUGMENT = Augment(canvas=0.4)
+CNN_AUGMENT = Augment(canvas=0.5)
 FNN_AUGMENT = Augment(rotation=8.0, shear=0.2, aspect=0.1, scale=0.05, shift=0.8, canvas=0.25)
 
 
