@@ -69,20 +69,25 @@ def plain_png(digit: np.ndarray) -> bytes:
     return canvas_png(Image.fromarray(digit).resize((140, 140), Image.BILINEAR))
 
 
-def styled_png(digit: np.ndarray) -> bytes:
-    """Small (80 px of the 200 px canvas), slanted (x += 0.4 y, 22 degrees), thick (15 px pen).
+# The style of (a): small, slanted and drawn with a thick pen.
+STYLE_SIZE, STYLE_SHEAR, STYLE_PEN = 70, 0.6, 17
 
-    Chosen because the shipped nets handle it poorly (FNN 56%, CNN 77% on test digits
-    9000-9499), while plain renderings of the same digits score 99-100%; slant alone or a
-    thick pen alone costs the CNN at most a few points.
+
+def styled_png(digit: np.ndarray) -> bytes:
+    """Small (70 px of the 200 px canvas), slanted (x += 0.6 y, 31 degrees), thick (17 px pen).
+
+    Chosen, on the stream digits 9000-9499 only, because the shipped nets handle it poorly
+    (FNN 62%, CNN 85%) while plain renderings of the same digits score 99-100%. The first
+    choice (80 px, x += 0.4 y, 15 px pen) stopped being hard once the shipped nets were trained
+    with thick-pen augmentation: CNN 95% on the stream, 88% held out.
     """
-    size, shear = 80, 0.4
+    size, shear = STYLE_SIZE, STYLE_SHEAR
     ink = Image.fromarray(digit).resize((size, size), Image.BILINEAR)
     width = int(size * (1 + shear))
     ink = ink.transform(
         (width, size), Image.AFFINE, (1, shear, -shear * size, 0, 1, 0), Image.BILINEAR
     )
-    return canvas_png(ink.filter(ImageFilter.MaxFilter(15)))
+    return canvas_png(ink.filter(ImageFilter.MaxFilter(STYLE_PEN)))
 
 
 def to_input(png: bytes) -> np.ndarray:
