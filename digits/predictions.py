@@ -23,7 +23,6 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import numpy as np
@@ -116,17 +115,29 @@ class Writer:
             return batch
 
     def _loop(self) -> None:
-        # Several puts in flight: one S3 round trip at a time cannot keep up with a busy worker.
-        with ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="prediction-put") as pool:
-            while True:
-                self._save(pool, self._take_batch())
+        while True:
+            self._save(self._take_batch())
 
-    def _save(self, pool: ThreadPoolExecutor, batch: list[tuple[Storage, dict]]) -> None:
-        list(pool.map(lambda item: self._write(*item), batch))
+    def _save(self, batch: list[tuple[Storage, dict]]) -> None:
+        # Several puts in flight: one S3 round trip at a time cannot keep up with a busy worker.
+        # Plain threads, not an executor: executors refuse work once the interpreter is
+        # exiting, which is exactly when the at-exit flush needs them.
+        shares = [batch[i::WRITE_THREADS] for i in range(WRITE_THREADS)]
+        putters = [
+            threading.Thread(target=self._write_all, args=(s,), daemon=True) for s in shares if s
+        ]
+        for putter in putters:
+            putter.start()
+        for putter in putters:
+            putter.join()
         with self._cond:
             for _, record in batch:
                 self._writing.pop(record["id"], None)
             self._cond.notify_all()
+
+    def _write_all(self, share: list[tuple[Storage, dict]]) -> None:
+        for storage, record in share:
+            self._write(storage, record)
 
     def _write(self, storage: Storage, record: dict) -> None:
         for attempt in range(WRITE_TRIES):

@@ -435,3 +435,19 @@ def test_every_gunicorn_worker_swaps_within_5_seconds(tmp_path, models_dir):
     finally:
         server.terminate()
         server.wait(20)
+
+
+def test_records_queued_at_exit_are_still_saved(tmp_path):
+    """The at-exit flush must be able to write: nothing queued is lost on a clean shutdown."""
+    import subprocess
+    import sys
+
+    code = (
+        "from digits import predictions; from digits.storage import LocalStorage; "
+        f"s = LocalStorage({str(tmp_path)!r}); "
+        "[predictions.submit(s, {'id': predictions.new_id(), 'n': i}) for i in range(100)]"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(list(tmp_path.rglob("p*.json"))) == 100
