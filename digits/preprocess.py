@@ -10,7 +10,8 @@ Only numpy and Pillow here: the web process imports this and must never import T
 from __future__ import annotations
 
 import base64
-import io
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image, ImageChops
@@ -114,16 +115,36 @@ def preprocess_steps(image: Image.Image) -> list[tuple[str, Image.Image]]:
 
 def to_image(arr28: np.ndarray) -> Image.Image:
     """A [28, 28] float array in [0, 1] as a mode "L" image (white ink on black)."""
+    return Image.fromarray(to_pixels(arr28), mode="L")
+
+
+def to_pixels(arr28: np.ndarray) -> np.ndarray:
+    """A [28, 28] float array in [0, 1] as uint8 grey levels."""
     arr = np.asarray(arr28, dtype=np.float32).reshape(SIZE, SIZE)
-    return Image.fromarray(np.rint(np.clip(arr, 0.0, 1.0) * 255).astype(np.uint8), mode="L")
+    return np.rint(np.clip(arr, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def to_png_bytes(arr28: np.ndarray) -> bytes:
-    """A 28x28 greyscale PNG of the preprocessed input."""
-    buffer = io.BytesIO()
-    # The fastest zlib level: a 28x28 preview is tiny either way, and this is on every request.
-    to_image(arr28).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    """A 28x28 greyscale PNG of the preprocessed input.
+
+    Written by hand: it is on every prediction, and Pillow's encoder set-up costs more than the
+    784 pixels do (about 90 µs against 10 µs).
+    """
+    pixels = to_pixels(arr28)
+    rows = np.hstack([np.zeros((SIZE, 1), np.uint8), pixels])  # filter type 0 on every row
+    header = struct.pack(">IIBBBBB", SIZE, SIZE, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", header),
+            _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)),
+            _chunk(b"IEND", b""),
+        ]
+    )
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def preview_data_url(arr28: np.ndarray) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digits import mnist
+from digits import mnist, preprocess
 from digits.preprocess import preprocess_steps, preview_data_url, to_mnist, to_png_bytes
 
 SEVEN = [(60, 40), (140, 40), (90, 170)]
@@ -187,3 +187,11 @@ def test_importing_preprocess_does_not_import_tensorflow():
     code = "import sys, digits.preprocess; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_preview_png_decodes_to_the_same_pixels():
+    arr = np.random.default_rng(0).random((28, 28)).astype(np.float32)
+    image = Image.open(io.BytesIO(preprocess.to_png_bytes(arr)))
+    image.load()
+    assert (image.format, image.mode, image.size) == ("PNG", "L", (28, 28))
+    assert np.array_equal(np.asarray(image), preprocess.to_pixels(arr))
