@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from digits.storage import LocalStorage, open_storage
 from main import create_app
 
 BIN = Path(sys.executable).parent
@@ -106,6 +107,15 @@ def s3_app(s3_server, s3_url):
     return create_app(
         {"TESTING": True, "STORAGE_URL": s3_url, "AWS_ENDPOINT_URL": s3_server.endpoint}
     )
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def store(request, tmp_path):
+    """The same storage tests, once on a local folder and once on S3 over HTTP."""
+    if request.param == "local":
+        return LocalStorage(tmp_path / "store")
+    server = request.getfixturevalue("s3_server")
+    return open_storage(request.getfixturevalue("s3_url"), server.endpoint)
 
 
 def drawing_png(

@@ -8,17 +8,9 @@ import threading
 import pytest
 
 from digits import registry
-from digits.storage import LocalStorage, NotFound, PreconditionFailed, open_storage
+from digits.storage import LocalStorage, NotFound, PreconditionFailed
 from functions import BadModel
 from tests.test_model import make_models_dir, tiny_bytes
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalStorage(tmp_path / "storage")
-    server = request.getfixturevalue("s3_server")
-    return open_storage(request.getfixturevalue("s3_url"), server.endpoint)
 
 
 @pytest.fixture

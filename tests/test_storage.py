@@ -16,14 +16,6 @@ from digits.storage import (
 )
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalStorage(tmp_path / "store")
-    server = request.getfixturevalue("s3_server")
-    return open_storage(request.getfixturevalue("s3_url"), server.endpoint)
-
-
 def test_put_get_roundtrip(store):
     etag = store.put("a/b.txt", b"hello")
     blob = store.get("a/b.txt")
