@@ -14,7 +14,7 @@ from flask import Flask, abort, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 import functions
-from digits import dataset, logs, openapi, security
+from digits import dataset, logs, malloc, openapi, security
 from digits.auth import admin_required, check_admin
 from digits.images import BadInput, decode_drawing, parse_label
 from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
@@ -56,6 +56,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["STORAGE_URL"], app.config["AWS_ENDPOINT_URL"]
     )
     # Models: LiteRT serving, kept current by a watcher thread (functions.py)
+    malloc.keep_buffers()  # each drawing's 160 kB buffers: reused, not mmapped afresh
     app.extensions["models"] = functions.service_for(app.config, app.extensions["storage"])
     app.register_error_handler(functions.ModelsUnavailable, models_unavailable)
     # Admin routes refuse strangers before check_body reads (or rejects) the body.
