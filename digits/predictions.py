@@ -40,7 +40,6 @@ BATCH = 64
 # would hand it the GIL in the middle of every request (measured: +1 ms a request).
 WAKE_SECONDS = 0.25
 WRITE_TRIES = 3
-WRITE_THREADS = 8
 
 
 def new_id(now: datetime | None = None) -> str:
@@ -119,17 +118,24 @@ class Writer:
             self._save(self._take_batch())
 
     def _save(self, batch: list[tuple[Storage, dict]]) -> None:
-        # Several puts in flight: one S3 round trip at a time cannot keep up with a busy worker.
-        # Plain threads, not an executor: executors refuse work once the interpreter is
-        # exiting, which is exactly when the at-exit flush needs them.
-        shares = [batch[i::WRITE_THREADS] for i in range(WRITE_THREADS)]
-        putters = [
-            threading.Thread(target=self._write_all, args=(s,), daemon=True) for s in shares if s
-        ]
-        for putter in putters:
-            putter.start()
-        for putter in putters:
-            putter.join()
+        # Several puts in flight where the storage waits on the network: one S3 round trip at a
+        # time cannot keep up with a busy worker. Plain threads, not an executor: executors
+        # refuse work once the interpreter is exiting, which is exactly when the at-exit flush
+        # needs them.
+        parallel = max(getattr(storage, "parallel_puts", 1) for storage, _ in batch)
+        if parallel == 1:
+            self._write_all(batch)
+        else:
+            shares = [batch[i::parallel] for i in range(parallel)]
+            putters = [
+                threading.Thread(target=self._write_all, args=(s,), daemon=True)
+                for s in shares
+                if s
+            ]
+            for putter in putters:
+                putter.start()
+            for putter in putters:
+                putter.join()
         with self._cond:
             for _, record in batch:
                 self._writing.pop(record["id"], None)

@@ -187,8 +187,11 @@ def check_rate_limit() -> Response | None:
 
 
 def add_security_headers(response: Response) -> Response:
+    # One pass over the headers, not one per name: this runs on every response.
+    present = {name.lower() for name in response.headers.keys()}
     for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+        if name.lower() not in present:
+            response.headers.add(name, value)
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", HSTS)
     return response

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,9 @@ class Blob:
 
 class Storage(Protocol):
     url: str
+    # How many puts are worth running at once: a round trip over the network waits, a local
+    # write does not (extra threads there only fight the request threads for the GIL).
+    parallel_puts: int
 
     def put(
         self,
@@ -81,8 +84,13 @@ def etag_of(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+_temp_numbers = itertools.count()
+
+
 class LocalStorage:
     """A folder on disk. Writes are atomic (temp file, fsync, rename) and durable."""
+
+    parallel_puts = 1
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
@@ -101,8 +109,11 @@ class LocalStorage:
         durable: bool = True,
     ) -> str:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._write_temp(path, data, durable)
+        try:
+            tmp = self._write_temp(path, data, durable)
+        except FileNotFoundError:  # the first key in its folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._write_temp(path, data, durable)
         try:
             if if_none_match:
                 self._link_new(tmp, path)
@@ -118,12 +129,21 @@ class LocalStorage:
         return etag_of(data)
 
     def _write_temp(self, path: Path, data: bytes, durable: bool) -> str:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        # Unique without mkstemp's slower name loop; the random part covers a recycled pid
+        # meeting the temp file its killed namesake left behind.
+        tmp = f"{path.parent}/.tmp-{os.getpid()}-{next(_temp_numbers)}-{os.urandom(4).hex()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if durable:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        finally:
+            os.close(fd)
         return tmp
 
     def _link_new(self, tmp: str, path: Path) -> None:
@@ -191,6 +211,8 @@ def _fsync_dir(path: Path) -> None:
 
 class S3Storage:
     """An S3 bucket and prefix. The boto3 client is made on first use, not at import."""
+
+    parallel_puts = 8
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
         self.bucket = bucket
