@@ -14,7 +14,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 
 # Threads let one worker overlap storage I/O (S3 round trips) with predictions,
-# which release the GIL inside LiteRT. Each thread gets its own interpreter.
+# which release the GIL inside LiteRT. A call borrows an idle interpreter (functions.Model).
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 

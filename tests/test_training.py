@@ -85,6 +85,22 @@ def test_augment_without_distortion_is_identity():
     np.testing.assert_allclose(out, x[:32], atol=1e-6)
 
 
+def test_fit_trains_on_the_epochs_a_serial_loop_would_draw():
+    x, y = fixture_split()
+    seen = []
+
+    class Recorder:  # stands in for a Keras model: keeps what each epoch trains on
+        def fit(self, x_epoch, y_epoch, **kwargs):
+            seen.append(x_epoch[..., 0].copy())
+
+    training.fit(Recorder(), x[:64], y[:64], epochs=3, aug=training.AUGMENT["cnn"], seed=5)
+    rng = np.random.default_rng(5)
+    serial = [training.augment_batch(x[:64], rng, training.AUGMENT["cnn"]) for _ in range(3)]
+    assert len(seen) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(seen, serial, strict=True))
+    assert not np.array_equal(seen[0], seen[1])  # each epoch gets fresh distortions
+
+
 def test_thickness_changes_ink_amount_the_right_way():
     from digits import recipes
 
