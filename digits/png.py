@@ -23,8 +23,10 @@ CHANNELS = {2: 3, 6: 4}
 FORM = (8, 0, 0, 0)  # bit depth, compression, filter method, interlace
 # Chunks that do not change the pixels Pillow gives for an RGBA image. Anything else (tRNS,
 # APNG frames, unknown kinds) goes to Pillow.
-HARMLESS = {b"tEXt", b"zTXt", b"iTXt", b"pHYs", b"sRGB", b"gAMA", b"cHRM", b"iCCP", b"tIME"}
-HARMLESS |= {b"sBIT", b"bKGD"}
+HARMLESS = {
+    kind.encode() for kind in "tEXt zTXt iTXt tIME pHYs sRGB gAMA cHRM iCCP sBIT bKGD".split()
+}
+IHDR_LENGTH = 13
 STORED_BLOCK = 65535  # the most a stored deflate block holds
 
 
@@ -34,7 +36,7 @@ def decode(png: bytes, size: tuple[int, int]) -> np.ndarray | None:
     None for any other PNG, for a damaged one, or for one with chunks this does not know.
     """
     chunks = _chunks(png)
-    if chunks is None or not chunks or chunks[0][0] != b"IHDR" or chunks[-1][0] != b"IEND":
+    if not chunks or chunks[0][0] != b"IHDR" or len(chunks[0][1]) != IHDR_LENGTH:
         return None
     width, height, depth, colour, *form = struct.unpack(">IIBBBBB", chunks[0][1])
     channels = CHANNELS.get(colour)

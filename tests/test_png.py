@@ -125,6 +125,7 @@ def other_pngs() -> dict[str, bytes]:
             struct.pack(">II", 200, 199), struct.pack(">II", 200, 200)
         ),
         "not a PNG": b"GIF89a" + good[6:],
+        "short header": good.replace(good[8:ihdr_end], chunk(b"IHDR", good[16:28])),
     }
 
 
@@ -133,7 +134,7 @@ def test_other_pngs_are_left_to_pillow(why):
     assert fastpng.decode(other_pngs()[why], SIZE) is None
 
 
-@pytest.mark.parametrize("why", ["truncated", "short data"])
+@pytest.mark.parametrize("why", ["truncated", "short data", "short header"])
 def test_damaged_pngs_still_get_pillows_error(why):
     with pytest.raises(BadInput):
         open_png(other_pngs()[why])
