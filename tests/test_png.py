@@ -6,6 +6,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from digits import png as fastpng
@@ -143,3 +145,34 @@ def test_damaged_pngs_still_get_pillows_error(why):
 def test_pillow_still_decides_what_a_bad_crc_means():
     png = other_pngs()["bad CRC"]  # Pillow reads past a bad CRC in a later IDAT
     assert np.array_equal(np.asarray(open_png(png)), pillow_pixels(png))
+
+
+def rechunked(png: bytes, index: int, edit) -> bytes:
+    """`png` with chunk number `index`'s body passed through `edit`, its CRC made right again."""
+    out, pos, number = [png[:8]], 8, 0
+    while pos < len(png):
+        (length,) = struct.unpack_from(">I", png, pos)
+        kind, body = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        out.append(chunk(kind, edit(body) if number == index else body))
+        pos, number = pos + 12 + length, number + 1
+    return b"".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_damage_inside_valid_chunks_never_raises_and_never_disagrees(data):
+    base = encode(noisy_canvas(4, seed=7), filters=(0, 1, 2, 3, 4), level=1)
+    index = data.draw(st.integers(0, 4), label="chunk")  # IHDR, three IDATs, IEND
+
+    def edit(body: bytes) -> bytes:
+        body = bytearray(body)
+        for _ in range(data.draw(st.integers(1, 3), label="bytes changed")):
+            if body:
+                spot = data.draw(st.integers(0, len(body) - 1), label="where")
+                body[spot] = data.draw(st.integers(0, 255), label="value")
+        return bytes(body)
+
+    png = rechunked(base, index, edit)
+    pixels = fastpng.decode(png, SIZE)  # must not raise, whatever the damage
+    if pixels is not None:
+        assert np.array_equal(pixels, pillow_pixels(png))
