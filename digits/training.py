@@ -34,6 +34,10 @@ NETS = ("fnn", "cnn")
 # with 15 FNN epochs the whole run took 10 min 6 s, so the FNN (far above its target) got 10.
 EPOCHS = {"fnn": 10, "cnn": 9}
 PEAK_LR = {"fnn": 2e-3, "cnn": 3e-3}
+# Augment the next epoch while this one trains? Keras leaves a core idle for the FNN (about
+# 105% CPU), and overlapping cut its 10 epochs from 114 s to 77 s. The CNN keeps both cores
+# busy (about 190%), and overlapping slowed it from 451 s to 589 s (measured on 2 cores).
+OVERLAP_AUGMENTATION = {"fnn": True, "cnn": False}
 AUGMENT = {"fnn": recipes.FNN_AUGMENT, "cnn": recipes.CNN_AUGMENT}
 BATCH_SIZE = 128
 HELD_OUT_FRACTION = 0.1
@@ -187,13 +191,14 @@ def fit(
     aug: recipes.Augment,
     seed: int = 0,
     verbose: int = 1,
+    overlap: bool = False,
 ) -> None:
     """Train on freshly augmented data each epoch, one `model.fit` call per epoch.
 
     Augmenting a whole epoch at once in numpy costs about 3.5 s; augmenting per batch in a
-    PyDataset made training several times slower on 2 cores (measured). The next epoch is
-    augmented in a thread while this one trains (Keras left a core idle for the FNN); the
-    draws come from one generator in epoch order, so the data are the same as in series.
+    PyDataset made training several times slower on 2 cores (measured). With `overlap`, the
+    next epoch is augmented in a thread while this one trains. The draws come from one
+    generator in epoch order, so the data are the same as in series.
     """
     rng = np.random.default_rng(seed)
     progress = EpochOfTotal(epochs)
@@ -201,7 +206,7 @@ def fit(
         upcoming = augmenter.submit(augment_batch, x, rng, aug)
         for epoch in range(epochs):
             x_epoch = upcoming.result()[..., None]
-            if epoch + 1 < epochs:
+            if epoch + 1 < epochs and overlap:
                 upcoming = augmenter.submit(augment_batch, x, rng, aug)
             model.fit(
                 x_epoch,
@@ -213,6 +218,8 @@ def fit(
                 verbose=verbose,
                 callbacks=[progress],
             )
+            if epoch + 1 < epochs and not overlap:
+                upcoming = augmenter.submit(augment_batch, x, rng, aug)
 
 
 def train_net(net: str, data: Data, epochs: int, verbose: int = 1) -> tuple[keras.Model, float]:
@@ -222,7 +229,8 @@ def train_net(net: str, data: Data, epochs: int, verbose: int = 1) -> tuple[kera
     steps = epochs * int(np.ceil(len(data.x_train) / BATCH_SIZE))
     compile_model(model, lr_schedule(steps, PEAK_LR[net]))
     start = time.perf_counter()
-    fit(model, data.x_train, data.y_train, epochs, AUGMENT[net], verbose=verbose)
+    overlap = OVERLAP_AUGMENTATION[net]
+    fit(model, data.x_train, data.y_train, epochs, AUGMENT[net], verbose=verbose, overlap=overlap)
     return model, time.perf_counter() - start
 
 

@@ -85,7 +85,8 @@ def test_augment_without_distortion_is_identity():
     np.testing.assert_allclose(out, x[:32], atol=1e-6)
 
 
-def test_fit_trains_on_the_epochs_a_serial_loop_would_draw():
+@pytest.mark.parametrize("overlap", [True, False])
+def test_fit_trains_on_the_epochs_a_serial_loop_would_draw(overlap):
     x, y = fixture_split()
     seen = []
 
@@ -93,7 +94,8 @@ def test_fit_trains_on_the_epochs_a_serial_loop_would_draw():
         def fit(self, x_epoch, y_epoch, **kwargs):
             seen.append(x_epoch[..., 0].copy())
 
-    training.fit(Recorder(), x[:64], y[:64], epochs=3, aug=training.AUGMENT["cnn"], seed=5)
+    aug = training.AUGMENT["cnn"]
+    training.fit(Recorder(), x[:64], y[:64], epochs=3, aug=aug, seed=5, overlap=overlap)
     rng = np.random.default_rng(5)
     serial = [training.augment_batch(x[:64], rng, training.AUGMENT["cnn"]) for _ in range(3)]
     assert len(seen) == 3
