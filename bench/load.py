@@ -255,18 +255,20 @@ def stop_gunicorn(process: subprocess.Popen) -> None:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (Linux /proc)."""
+    """User + system CPU time of these processes so far, and of their children that exited
+    (Linux /proc): gunicorn replaces a worker after max_requests, and the master reaps it."""
     total = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
     return total / os.sysconf("SC_CLK_TCK")
 
 
 def server_pids(master: subprocess.Popen, moto: Moto | None) -> list[int]:
+    """The master, its workers as of now (listed again at each reading), and moto."""
     found = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True)
     pids = [master.pid, *(int(p) for p in found.stdout.split())]
     return pids + ([moto.process.pid] if moto else [])
@@ -328,11 +330,11 @@ def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_
         try:
             warm_up(port)
             load_before = os.getloadavg()[0]
-            pids = server_pids(server, moto)
-            server_cpu, client_cpu = cpu_seconds(pids), time.process_time()
+            server_cpu = cpu_seconds(server_pids(server, moto))
+            client_cpu = time.process_time()
             clients = Clients(port, args.clients, args.duration, rate)
             results = asyncio.run(clients.run())
-            results.server_cpu = cpu_seconds(pids) - server_cpu
+            results.server_cpu = cpu_seconds(server_pids(server, moto)) - server_cpu
             results.client_cpu = time.process_time() - client_cpu
         finally:
             stop_gunicorn(server)
