@@ -16,7 +16,6 @@ from digits import png as fastpng
 
 CANVAS_SIZE = (200, 200)
 DATA_URL_PREFIX = "data:image/png;base64,"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Pillow decodes lazily: the header gives the size before any pixel is inflated,
 # so anything larger than the canvas is refused before it can expand in memory.
 MAX_PIXELS = CANVAS_SIZE[0] * CANVAS_SIZE[1]
@@ -41,7 +40,7 @@ def png_bytes_from_data_url(value: object) -> bytes:
         png = base64.b64decode(value[len(DATA_URL_PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
         raise BadInput("imageBase64 is not valid base64") from None
-    if not png.startswith(PNG_SIGNATURE):
+    if not png.startswith(fastpng.SIGNATURE):
         raise BadInput("imageBase64 is not a PNG image")
     return png
 

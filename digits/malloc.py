@@ -9,7 +9,6 @@ such blocks in the heap costs a few MB of RSS at most.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -22,11 +21,11 @@ TRIM_THRESHOLD = 32 << 20  # free memory kept at the heap top before it is given
 
 def keep_buffers() -> bool:
     """Apply the settings; False where the C library is not glibc (macOS, musl)."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
+        # The running program's own symbols, libc's among them: no library search (which
+        # costs a few ms, and create_app calls this every time).
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
         return False
     ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
     ok = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok

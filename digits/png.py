@@ -103,11 +103,12 @@ def _stored_png(ihdr: bytes, rows: bytes) -> bytes:
     for part in idat:
         crc = zlib_ng.crc32(part, crc)
     length = sum(len(part) for part in idat)
-    head = [SIGNATURE, _chunk(b"IHDR", ihdr), struct.pack(">I4s", length, b"IDAT")]
-    tail = [struct.pack(">I", crc), _chunk(b"IEND", b"")]
+    head = [SIGNATURE, chunk(b"IHDR", ihdr), struct.pack(">I4s", length, b"IDAT")]
+    tail = [struct.pack(">I", crc), chunk(b"IEND", b"")]
     return b"".join(head + idat + tail)
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
+def chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, kind, body and CRC."""
     crc = zlib_ng.crc32(body, zlib_ng.crc32(kind))
     return b"".join([struct.pack(">I4s", len(body), kind), body, struct.pack(">I", crc)])

@@ -16,6 +16,8 @@ import zlib
 import numpy as np
 from PIL import Image, ImageChops
 
+from digits import png
+
 SIZE = 28
 BOX = 20
 # MNIST's centre of mass sits at pixel index 14.0 (measured on the 60k training digits: +- 0.29).
@@ -135,16 +137,12 @@ def to_png_bytes(arr28: np.ndarray) -> bytes:
     header = struct.pack(">IIBBBBB", SIZE, SIZE, 8, 0, 0, 0, 0)  # 8-bit greyscale
     return b"".join(
         [
-            b"\x89PNG\r\n\x1a\n",
-            _chunk(b"IHDR", header),
-            _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)),
-            _chunk(b"IEND", b""),
+            png.SIGNATURE,
+            png.chunk(b"IHDR", header),
+            png.chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)),
+            png.chunk(b"IEND", b""),
         ]
     )
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def preview_data_url(arr28: np.ndarray) -> str:
