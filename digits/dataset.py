@@ -29,13 +29,15 @@ def new_name(label: str) -> str:
 
 
 def sample_id(prediction_id: str) -> str:
-    """A prediction id `p<stamp>-<hex>` as the id part `<stamp>_<hex>` of a drawing's name.
+    """A prediction id `p<stamp>-<hex>-<hex>` as the id part `<stamp>_<hex>_<hex>` of a
+    drawing's name (older ids have one `-<hex>`).
 
     A drawing that came with feedback keeps its prediction's id, so `flask train` and the
     trainer agree on which drawings are held out (training.is_held_out hashes this part).
     """
-    stamp, dash, suffix = prediction_id[1:].partition("-")
-    return f"{stamp}_{suffix}" if prediction_id.startswith("p") and dash else prediction_id
+    if prediction_id.startswith("p") and "-" in prediction_id:
+        return prediction_id[1:].replace("-", "_")
+    return prediction_id
 
 
 def name_for_prediction(label: str, prediction_id: str) -> str:

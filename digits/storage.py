@@ -44,9 +44,6 @@ class Blob:
 
 class Storage(Protocol):
     url: str
-    # How many puts are worth running at once: a round trip over the network waits, a local
-    # write does not (extra threads there only fight the request threads for the GIL).
-    parallel_puts: int
 
     def put(
         self,
@@ -89,8 +86,6 @@ _temp_numbers = itertools.count()
 
 class LocalStorage:
     """A folder on disk. Writes are atomic (temp file, fsync, rename) and durable."""
-
-    parallel_puts = 1
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
@@ -211,8 +206,6 @@ def _fsync_dir(path: Path) -> None:
 
 class S3Storage:
     """An S3 bucket and prefix. The boto3 client is made on first use, not at import."""
-
-    parallel_puts = 8
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
         self.bucket = bucket

@@ -142,7 +142,9 @@ def test_the_record_is_found_by_id_before_and_after_it_is_saved(mclient, model_a
     storage = model_app.extensions["storage"]
     queued = predictions.load(storage, body["id"])  # found whether queued or already saved
     assert predictions.flush()
-    stored = json.loads(storage.get(predictions.key_of(body["id"])).data)
+    key = predictions.key_of(body["id"])
+    assert key.startswith("predictions/") and key.endswith(".jsonl")
+    stored = predictions.find_record(storage.get(key).data, body["id"])
     for record in (queued, stored):
         assert record["id"] == body["id"]
         assert record["versions"] == {"fnn": "original", "cnn": "original"}
@@ -165,6 +167,48 @@ def test_ids_are_unique_and_sortable():
     assert [i[:22] for i in ids] == sorted(i[:22] for i in ids)
 
 
+def test_a_batch_is_one_object_and_each_record_is_found_in_it(tmp_path):
+    storage = LocalStorage(tmp_path / "s")
+    writer = predictions.Writer()
+    records = [writer.submit(storage, {"n": n}) for n in range(10)]
+    assert [r["n"] for r in records] == list(range(10)) and len({r["id"] for r in records}) == 10
+    assert writer.flush()
+    assert writer.written == 10
+    (key,) = storage.list("predictions/")  # one object for all ten
+    assert {predictions.key_of(r["id"]) for r in records} == {key}
+    for record in records:
+        assert predictions.find_record(storage.get(key).data, record["id"]) == record
+    with pytest.raises(NotFound):
+        predictions.find_record(storage.get(key).data, predictions.new_id())
+
+
+def test_records_from_before_batching_are_still_found(tmp_path):
+    """One object per record, id without a record part: feedback across a deploy still works."""
+    storage = LocalStorage(tmp_path / "s")
+    old = {"id": "p20261120T101010123456-0a1b2c3d", "empty": True}
+    storage.put(
+        "predictions/2026-11-20/p20261120T101010123456-0a1b2c3d.json", json.dumps(old).encode()
+    )
+    assert predictions.load(storage, old["id"]) == old
+
+
+def test_batches_go_to_their_own_storage(tmp_path):
+    first, second = LocalStorage(tmp_path / "a"), LocalStorage(tmp_path / "b")
+    writer = predictions.Writer()
+    one = writer.submit(first, {"n": 1})
+    two = writer.submit(second, {"n": 2})
+    assert writer.flush()
+    assert predictions.find_record(first.get(predictions.key_of(one["id"])).data, one["id"])
+    assert predictions.find_record(second.get(predictions.key_of(two["id"])).data, two["id"])
+
+
+def found(storage, prediction_id: str) -> bool:
+    try:
+        return predictions.load(storage, prediction_id)["id"] == prediction_id
+    except NotFound:
+        return False
+
+
 class SlowStorage(LocalStorage):
     def __init__(self, root, gate: threading.Event) -> None:
         super().__init__(root)
@@ -179,16 +223,16 @@ def test_a_full_queue_drops_instead_of_blocking(tmp_path):
     gate = threading.Event()
     storage = SlowStorage(tmp_path / "s", gate)
     writer = predictions.Writer(max_pending=3)
-    records = [{"id": predictions.new_id()} for _ in range(10)]
     started = time.perf_counter()
-    accepted = [writer.submit(storage, r) for r in records]
+    records = [writer.submit(storage, {"n": n}) for n in range(10)]
     assert time.perf_counter() - started < 2  # never waits for the slow storage (10 s)
+    assert len({r["id"] for r in records}) == 10  # every answer still has an id
     # At most 3 queued, plus whatever the writer already took out to save.
-    assert accepted.count(False) == writer.dropped > 0
+    assert 0 < writer.dropped < 10
     gate.set()
     assert writer.flush()
-    saved = list(storage.list("predictions/"))
-    assert len(saved) == accepted.count(True) == writer.written
+    saved = [r for r in records if found(storage, r["id"])]
+    assert len(saved) == writer.written == 10 - writer.dropped
 
 
 def test_healthz_and_models_info(mclient):
@@ -390,12 +434,13 @@ def test_storage_errors_keep_the_current_models(tmp_path, models_dir):
 def test_the_writer_survives_a_record_it_cannot_save(tmp_path):
     storage = LocalStorage(tmp_path / "s")
     writer = predictions.Writer()
-    good = {"id": predictions.new_id()}
-    assert writer.submit(storage, {"id": predictions.new_id(), "bad": {1, 2}})  # not JSON
-    assert writer.submit(storage, good)
+    bad = writer.submit(storage, {"bad": {1, 2}})  # not JSON
+    good = writer.submit(storage, {"good": True})
     assert writer.flush()
     assert writer.dropped == 1 and writer.written == 1
-    assert json.loads(storage.get(predictions.key_of(good["id"])).data) == good
+    assert predictions.load(storage, good["id"]) == good
+    with pytest.raises(NotFound):
+        predictions.load(storage, bad["id"])
 
 
 def healthz_versions(port: int) -> dict:
@@ -445,9 +490,12 @@ def test_records_queued_at_exit_are_still_saved(tmp_path):
     code = (
         "from digits import predictions; from digits.storage import LocalStorage; "
         f"s = LocalStorage({str(tmp_path)!r}); "
-        "[predictions.submit(s, {'id': predictions.new_id(), 'n': i}) for i in range(100)]"
+        "ids = [predictions.submit(s, {'n': i})['id'] for i in range(100)]; "
+        "print(' '.join(ids))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    assert len(list(tmp_path.rglob("p*.json"))) == 100
+    storage = LocalStorage(tmp_path)
+    ids = result.stdout.split()
+    assert len(ids) == 100 and all(found(storage, i) for i in ids)
