@@ -11,7 +11,12 @@ Afterwards gunicorn is stopped and storage is read back: every save answered 201
 there, and nothing else. The S3 run starts its own moto_server on a free port.
 
 The client is one asyncio loop over raw sockets with every request body pre-encoded, so it
-costs little of the 2 cores it shares with the server. Results: a markdown table on stdout
+costs little of the 2 cores it shares with the server. Gunicorn runs under `nice` (SERVER_NICE):
+the client's CPU still comes out of the same two cores, but the scheduler runs it first when it
+has something to do, so its clock readings and sends are not held up behind busy server threads
+(measured without it: answers waited in the client's socket for its turn on a core). A reply
+that closes the connection makes the client connect again, and that connect is timed as part
+of its next request. Results: a markdown table on stdout
 and in bench/out/load.md.
 """
 
@@ -48,9 +53,10 @@ MIX = (("predict", 8), ("save", 1), ("feedback", 1))  # out of 10
 EXPECTED = {"predict": 200, "save": 201, "feedback": 202}
 TARGET_RATE = 500  # predictions per second
 TARGET_P99_MS = 50.0
+SERVER_NICE = 5  # the server yields the cores to the measuring client (it needs about 10%)
 FEEDBACK_DELAY = 1.0  # seconds between a prediction and its feedback, as a person answers
 BUCKET = "digits-bench"
-ID_PATTERN = re.compile(rb'"id":\s*"(p[0-9T]+-[0-9a-f]+)"')
+ID_PATTERN = re.compile(rb'"id":\s*"(p[0-9T]+(?:-[0-9a-f]+)+)"')
 NAME_PATTERN = re.compile(rb'"name":\s*"([^"]+)"')
 # Drawings of different shapes, so the nets do some real work, and labels to save them under.
 STROKES = [
@@ -157,7 +163,9 @@ class Clients:
         return self.results
 
     async def one_client(self, index: int, begin: float) -> None:
-        reader, writer = await asyncio.open_connection(HOST, self.port)
+        connection = (
+            None  # (reader, writer); made again inside the timing when the server closed it
+        )
         interval = self.count / self.rate if self.rate else 0.0
         scheduled = begin + index / self.rate if self.rate else 0.0  # staggered starts
         while time.perf_counter() < self.deadline:
@@ -168,18 +176,17 @@ class Clients:
             else:
                 started = time.perf_counter()
             try:
-                writer.write(request)
-                status, body, closing = await read_response(reader)
+                connection = connection or await asyncio.open_connection(HOST, self.port)
+                connection[1].write(request)
+                status, body, closing = await read_response(connection[0])
             except (ConnectionError, asyncio.IncompleteReadError) as e:
                 self.results.errors[f"{kind}: {type(e).__name__}"] += 1
-                writer.close()
-                reader, writer = await asyncio.open_connection(HOST, self.port)
+                connection = close(connection)
                 continue
             self.record(kind, status, body, time.perf_counter() - started)
             if closing:
-                writer.close()
-                reader, writer = await asyncio.open_connection(HOST, self.port)
-        writer.close()
+                connection = close(connection)
+        close(connection)
 
     def record(self, kind: str, status: int, body: bytes, seconds: float) -> None:
         self.results.latencies[kind].append(seconds * 1000)
@@ -194,6 +201,11 @@ class Clients:
             match = NAME_PATTERN.search(body)
             if match:
                 self.results.saved_names.add(match.group(1).decode())
+
+
+def close(connection: tuple | None) -> None:
+    if connection:
+        connection[1].close()
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
@@ -239,7 +251,8 @@ class Moto:
 
 def start_gunicorn(port: int, env: dict, log_path: Path, extra: list[str]) -> subprocess.Popen:
     # --bind on the command line overrides gunicorn.conf.py's 0.0.0.0: the bench stays local.
-    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"{HOST}:{port}"]
+    command = ["nice", "-n", str(SERVER_NICE), str(BIN / "gunicorn"), "-c", "gunicorn.conf.py"]
+    command += ["--bind", f"{HOST}:{port}"]
     command += extra  # experiments only, e.g. --worker-connections 16; reported in the table
     log = open(log_path, "wb")
     process = subprocess.Popen(
@@ -422,6 +435,7 @@ def verdicts(rows: list[dict]) -> list[str]:
             f"≥ {TARGET_RATE} predictions/s": r["predict_rate"] >= TARGET_RATE,
             f"predict p99 ≤ {TARGET_P99_MS:.0f} ms": r["predict_p99"] <= TARGET_P99_MS,
             "0 errors": r["errors"] == 0,
+            "feedback in the mix": r["feedbacks"] > 0,
             "every 201 stored, nothing else": r["audit_ok"],
         }
         passed = ", ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items())
@@ -485,7 +499,7 @@ def main() -> int:
     )
     print(report)
     (args.out / "load.md").write_text(report)
-    ok = all(r["errors"] == 0 and r["audit_ok"] for r in rows)
+    ok = all(r["errors"] == 0 and r["audit_ok"] and r["feedbacks"] > 0 for r in rows)
     return 0 if ok else 1
 
 
