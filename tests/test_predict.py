@@ -482,6 +482,38 @@ def test_every_gunicorn_worker_swaps_within_5_seconds(tmp_path, models_dir):
         server.wait(20)
 
 
+def workers_with_litert(master_pid: int) -> int:
+    """How many of gunicorn's workers have LiteRT loaded (it is imported with the first net)."""
+    found = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True)
+    maps = [Path(f"/proc/{pid}/maps") for pid in found.stdout.split()]
+    return sum("litert" in m.read_text() for m in maps if m.exists())
+
+
+@pytest.mark.slow
+def test_gunicorn_workers_load_the_nets_before_their_first_request(tmp_path, models_dir):
+    """gunicorn.conf.py's post_worker_init: a recycled worker must not make callers wait."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "STORAGE_URL": str(tmp_path / "s"),
+        "MODELS_DIR": str(models_dir),
+        "WEB_CONCURRENCY": "2",
+        "LOG_REQUESTS": "off",
+    }
+    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+    server = subprocess.Popen(
+        [*command, "main:create_app()"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while workers_with_litert(server.pid) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert workers_with_litert(server.pid) == 2  # and not one request was sent
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
 def test_records_queued_at_exit_are_still_saved(tmp_path):
     """The at-exit flush must be able to write: nothing queued is lost on a clean shutdown."""
     import subprocess
