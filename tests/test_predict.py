@@ -454,20 +454,25 @@ def concurrent_versions(port: int) -> set[str]:
     return set(answers)
 
 
+def start_gunicorn(port: int, storage_dir: Path, models_dir: Path, **settings: str):
+    """gunicorn as in production (it reads gunicorn.conf.py from ROOT), with two workers."""
+    env = {
+        **os.environ,
+        "STORAGE_URL": str(storage_dir),
+        "MODELS_DIR": str(models_dir),
+        "WEB_CONCURRENCY": "2",
+        "LOG_REQUESTS": "off",
+        **settings,
+    }
+    command = [str(BIN / "gunicorn"), "main:create_app()", "--bind", f"127.0.0.1:{port}"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+
+
 @pytest.mark.slow
 def test_every_gunicorn_worker_swaps_within_5_seconds(tmp_path, models_dir):
     """Two forked workers, each with its own watcher: all of them serve the new version."""
     port = free_port()
-    env = {
-        **os.environ,
-        "STORAGE_URL": str(tmp_path / "s"),
-        "MODELS_DIR": str(models_dir),
-        "MODEL_POLL_SECONDS": "0.5",
-        "WEB_CONCURRENCY": "2",
-        "LOG_REQUESTS": "off",
-    }
-    command = [str(BIN / "gunicorn"), "main:create_app()", "--bind", f"127.0.0.1:{port}"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    server = start_gunicorn(port, tmp_path / "s", models_dir, MODEL_POLL_SECONDS="0.5")
     try:
         wait_for_port(port)
         # Concurrent requests reach both workers, so both load their models and watchers.
@@ -492,18 +497,7 @@ def workers_with_litert(master_pid: int) -> int:
 @pytest.mark.slow
 def test_gunicorn_workers_load_the_nets_before_their_first_request(tmp_path, models_dir):
     """gunicorn.conf.py's post_worker_init: a recycled worker must not make callers wait."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "STORAGE_URL": str(tmp_path / "s"),
-        "MODELS_DIR": str(models_dir),
-        "WEB_CONCURRENCY": "2",
-        "LOG_REQUESTS": "off",
-    }
-    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-    server = subprocess.Popen(
-        [*command, "main:create_app()"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
-    )
+    server = start_gunicorn(free_port(), tmp_path / "s", models_dir)
     try:
         deadline = time.monotonic() + 30
         while workers_with_litert(server.pid) < 2 and time.monotonic() < deadline:
