@@ -1,6 +1,6 @@
 """Load benchmark: gunicorn as in production, 32 keep-alive clients, then an exact save audit.
 
-    .venv/bin/python bench/load.py              # local: closed loop, then 625 req/s; S3 (moto): closed
+    .venv/bin/python bench/load.py              # local: closed loop, then 625 req/s; S3: closed
     .venv/bin/python bench/load.py --quick      # 5 s per run, for a short check
     .venv/bin/python bench/load.py --backend local --duration 30
 
