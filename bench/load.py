@@ -491,7 +491,7 @@ def main() -> int:
         [
             "# Load benchmark",
             "",
-            f"gunicorn (gunicorn.conf.py, {args.workers or 'its'} gthread workers"
+            f"gunicorn (gunicorn.conf.py{f', {args.workers} workers' if args.workers else ''}"
             f"{', plus ' + args.gunicorn if args.gunicorn else ''}) on {HOST}, "
             f"{os.cpu_count()} cores shared with the client (and moto for S3); "
             "mix 80% predict / 10% save / 10% feedback; keep-alive connections. "
