@@ -28,7 +28,7 @@ ORIGINAL = "original"
 POINTER = "models/current.json"
 FILES = ("model.tflite", "model.keras", "metrics.json")
 # Sortable by time (to the second), unique by the random suffix.
-_VERSION = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
+_VERSION = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}", re.ASCII)
 # Enough for any realistic number of trainers racing; each try is one read and one write.
 MAX_POINTER_TRIES = 20
 
@@ -47,11 +47,11 @@ def check_net(net: str) -> str:
 
 
 def is_version(version: object) -> bool:
-    return version == ORIGINAL or (isinstance(version, str) and bool(_VERSION.match(version)))
+    return version == ORIGINAL or (isinstance(version, str) and bool(_VERSION.fullmatch(version)))
 
 
 def version_key(net: str, version: str, name: str) -> str:
-    if not _VERSION.match(version):
+    if not _VERSION.fullmatch(version):
         raise NotFound(f"{net} {version}")
     return f"models/{check_net(net)}/{version}/{name}"
 
@@ -175,7 +175,7 @@ def published(storage: Storage, net: str) -> list[str]:
     found = []
     for key in storage.list(prefix):
         version, _, name = key[len(prefix) :].partition("/")
-        if name == "metrics.json" and _VERSION.match(version):
+        if name == "metrics.json" and _VERSION.fullmatch(version):
             found.append(version)
     return sorted(found)
 

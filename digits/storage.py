@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
-_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
+_KEY_PATTERN = re.compile(r"[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*")
 
 
 class StorageError(Exception):
@@ -71,7 +71,7 @@ class Storage(Protocol):
 
 
 def check_key(key: str) -> str:
-    if not _KEY_PATTERN.match(key) or ".." in key.split("/"):
+    if not _KEY_PATTERN.fullmatch(key) or ".." in key.split("/"):
         raise ValueError(f"invalid storage key: {key!r}")
     return key
 

@@ -20,6 +20,8 @@ from digits.storage import LocalStorage, open_storage
 from main import create_app
 
 BIN = Path(sys.executable).parent
+# Digits of another script: a plain regex \d matches them, and no storage key may hold them.
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from digits import feedback, predictions
-from tests.conftest import drawing_png
+from tests.conftest import ARABIC_INDIC, drawing_png
 
 
 def stored_keys(storage_dir, prefix: str) -> list[str]:
@@ -170,6 +170,13 @@ def test_feedback_once_on_a_real_s3_server(s3_app, made):
     assert feedback.load(storage, "p1")["digit"] == 3
     feedback.flush()
     assert len([k for k in storage.list("drawings/3/") if k.endswith(".json")]) == 1
+
+
+def test_ids_with_other_digits_or_a_newline_are_404(client):
+    good = predictions.new_id()
+    for pid in ("p" + good[1:22].translate(ARABIC_INDIC) + good[22:], good + "\n"):
+        response = client.post("/api/feedback", json={"id": pid, "digit": 3, "consent": False})
+        assert response.status_code == 404, pid
 
 
 def test_malformed_id_is_404_without_waiting(client):

@@ -23,7 +23,7 @@ import functions
 from digits import predictions, registry
 from digits.storage import LocalStorage, NotFound, StorageUnavailable
 from main import create_app
-from tests.conftest import BIN, data_url, drawing_png, free_port, wait_for_port
+from tests.conftest import ARABIC_INDIC, BIN, data_url, drawing_png, free_port, wait_for_port
 from tests.test_model import make_models_dir, tiny_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +156,10 @@ def test_the_record_is_found_by_id_before_and_after_it_is_saved(mclient, model_a
 
 def test_unknown_and_invalid_ids_are_not_found(model_app):
     storage = model_app.extensions["storage"]
-    for pid in (predictions.new_id(), "../../etc/passwd", "", None):
+    good = predictions.new_id()
+    # Digits from other scripts match a plain \d, and $ matches before a final newline.
+    unicode_digits = "p" + good[1:22].translate(ARABIC_INDIC) + good[22:]
+    for pid in (good, "../../etc/passwd", "", None, unicode_digits, good + "\n"):
         with pytest.raises(NotFound):
             predictions.load(storage, pid)
 

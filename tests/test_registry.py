@@ -10,6 +10,7 @@ import pytest
 from digits import registry
 from digits.storage import LocalStorage, NotFound, PreconditionFailed
 from functions import BadModel
+from tests.conftest import ARABIC_INDIC
 from tests.test_model import make_models_dir, tiny_bytes
 
 
@@ -31,6 +32,8 @@ def test_no_pointer_means_original(store):
 def test_publish_writes_version_then_moves_pointer(store, models_dir):
     version = publish(store, by="test")
     assert registry.is_version(version)
+    assert not registry.is_version(version[:8].translate(ARABIC_INDIC) + version[8:])
+    assert not registry.is_version(version + "\n")
     assert registry.current(store) == {"fnn": "original", "cnn": version}
     pointer = json.loads(store.get(registry.POINTER).data)
     assert pointer["by"] == "test" and pointer["cnn"] == version
