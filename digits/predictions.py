@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # p<batch time>-<batch hex>-<record hex>. Ids from before batching lack the record part; each
 # of those records is its own object, and they stay readable (feedback across a deploy).
-_ID = re.compile(r"^(p\d{8}T\d{12}-[0-9a-f]{8})(-[0-9a-f]{8})?$")
+_ID = re.compile(r"(p\d{8}T\d{12}-[0-9a-f]{8})(-[0-9a-f]{8})?", re.ASCII)
 MAX_PENDING = 2000  # about 10 MB of queued drawings at most
 BATCH = 64
 # The writer wakes this often, or at once when a batch is full: waking it for every record
@@ -60,7 +60,7 @@ def new_id(now: datetime | None = None) -> str:
 
 def key_of(prediction_id: str) -> str:
     """Key of the object holding a prediction's record; ValueError if the id is not ours."""
-    match = _ID.match(prediction_id) if isinstance(prediction_id, str) else None
+    match = _ID.fullmatch(prediction_id) if isinstance(prediction_id, str) else None
     if match is None:
         raise ValueError(f"not a prediction id: {prediction_id!r}")
     batch, record_part = match.groups()
@@ -192,22 +192,25 @@ class Writer:
 
     def _save(self, batch: Batch) -> None:
         data, bad = batch.encode()
-        self.dropped += bad
         count = len(batch.records) - bad
+        saved = count == 0 or self._put(batch, data)
+        with self._cond:  # submit() counts drops too, from request threads
+            self.dropped += bad if saved else bad + count
+            self.written += count if saved else 0
+
+    def _put(self, batch: Batch, data: bytes) -> bool:
         for attempt in range(WRITE_TRIES):
             try:
-                if count:
-                    batch.storage.put(batch_key(batch.name), data, durable=False)
-                self.written += count
-                return
+                batch.storage.put(batch_key(batch.name), data, durable=False)
+                return True
             except (StorageError, OSError) as e:
                 log.warning("batch %s not saved (try %d): %s", batch.name, attempt + 1, e)
                 time.sleep(0.5 * (attempt + 1))
             except Exception:  # a bug must not kill the writer and strand the queue
-                log.exception("batch %s dropped: cannot be saved", batch.name)
-                break
-        self.dropped += count
-        log.error("%d predictions of batch %s dropped: storage kept failing", count, batch.name)
+                log.exception("%d predictions of batch %s dropped", len(batch.records), batch.name)
+                return False
+        log.error("predictions of batch %s dropped: storage kept failing", batch.name)
+        return False
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is saved (or dropped); False on timeout."""
