@@ -52,7 +52,7 @@ MIX = (("predict", 8), ("save", 1), ("feedback", 1))  # out of 10
 EXPECTED = {"predict": 200, "save": 201, "feedback": 202}
 TARGET_RATE = 500  # predictions per second
 TARGET_P99_MS = 50.0
-SERVER_NICE = 5  # the server yields the cores to the measuring client (it needs about 10%)
+SERVER_NICE = 5  # the server yields the cores to the measuring client (a tenth of a core)
 FEEDBACK_DELAY = 1.0  # seconds between a prediction and its feedback, as a person answers
 BUCKET = "digits-bench"
 ID_PATTERN = re.compile(rb'"id":\s*"(p[0-9T]+(?:-[0-9a-f]+)+)"')
@@ -162,9 +162,8 @@ class Clients:
         return self.results
 
     async def one_client(self, index: int, begin: float) -> None:
-        connection = (
-            None  # (reader, writer); made again inside the timing when the server closed it
-        )
+        # (reader, writer), or None: then the next request connects, inside its own timing.
+        connection = None
         interval = self.count / self.rate if self.rate else 0.0
         scheduled = begin + index / self.rate if self.rate else 0.0  # staggered starts
         while time.perf_counter() < self.deadline:
@@ -203,6 +202,7 @@ class Clients:
 
 
 def close(connection: tuple | None) -> None:
+    """Close it if open; returns None, the value a client holds when it has no connection."""
     if connection:
         connection[1].close()
 
