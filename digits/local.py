@@ -27,7 +27,9 @@ def commands(port: str) -> list[list[str]]:
 def stop(children: list[subprocess.Popen]) -> None:
     for child in children:
         if child.poll() is None:
-            child.terminate()
+            # As Ctrl-C, not SIGTERM: Python then exits cleanly and runs its at-exit hooks, so
+            # the web app saves the predictions still queued for its background writer.
+            child.send_signal(signal.SIGINT)
     for child in children:
         try:
             child.wait(timeout=10)

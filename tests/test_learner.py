@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,9 @@ from PIL import Image
 pytest.importorskip("tensorflow")
 
 from digits import learner, mnist, predictions, registry, training  # noqa: E402
+from digits.storage import LocalStorage  # noqa: E402
 from main import create_app  # noqa: E402
-from tests.conftest import free_port, wait_for_port  # noqa: E402
+from tests.conftest import data_url, drawing_png, free_port, wait_for_port  # noqa: E402
 
 keras = pytest.importorskip("keras")
 SMALL = {"copies": 2, "replay_min": 64, "batch_size": 32, "min_user_heldout": 1000}
@@ -238,6 +240,14 @@ def test_only_consented_digits_are_pending(app, corrections, monkeypatch):
     assert sorted(learner.learnable_records(storage)) == sorted(corrections)
 
 
+def predict_over_http(port: int) -> str:
+    body = json.dumps({"imageBase64": data_url(drawing_png())}).encode()
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/predict", body, headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["id"]
+
+
 def test_local_runs_web_and_trainer_and_stops_both(tmp_path):
     port = free_port()
     env = {**os.environ, "PORT": str(port), "STORAGE_URL": str(tmp_path / "storage")}
@@ -247,9 +257,12 @@ def test_local_runs_web_and_trainer_and_stops_both(tmp_path):
         children = Path(f"/proc/{runner.pid}/task/{runner.pid}/children").read_text().split()
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
         assert sorted(c[5].decode() for c in commands) == ["run", "trainer"]
+        queued = predict_over_http(port)  # its record is still in the writer's queue
         runner.send_signal(signal.SIGTERM)
         assert runner.wait(timeout=30) is not None
         assert all(not Path(f"/proc/{pid}").exists() for pid in children)
+        # The web app stopped cleanly, so its at-exit flush saved the queued record.
+        assert predictions.load(LocalStorage(tmp_path / "storage"), queued)["id"] == queued
     finally:
         if runner.poll() is None:
             runner.kill()
