@@ -105,6 +105,7 @@ class Results:
     seconds: float = 0.0
     server_cpu: float = 0.0  # CPU seconds of gunicorn (and moto) during the run
     client_cpu: float = 0.0
+    stolen: float = 0.0  # share of the machine's CPU time the hypervisor gave to others
 
 
 class Clients:
@@ -279,6 +280,17 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> list[int]:
+    """The machine's CPU time so far, by kind (Linux /proc/stat: user, nice, ..., steal)."""
+    return [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def stolen_share(before: list[int], after: list[int]) -> float:
+    """Steal time: the virtual CPUs were ready to run but the host ran someone else."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return spent[7] / max(1, sum(spent))
+
+
 def server_pids(master: subprocess.Popen, moto: Moto | None) -> list[int]:
     """The master, its workers as of now (listed again at each reading), and moto."""
     found = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True)
@@ -346,10 +358,12 @@ def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_
             load_before = os.getloadavg()[0]
             server_cpu = cpu_seconds(server_pids(server, moto))
             client_cpu = time.process_time()
+            machine = machine_ticks()
             clients = Clients(port, args.clients, args.duration, rate)
             results = asyncio.run(clients.run())
             results.server_cpu = cpu_seconds(server_pids(server, moto)) - server_cpu
             results.client_cpu = time.process_time() - client_cpu
+            results.stolen = stolen_share(machine, machine_ticks())
         finally:
             stop_gunicorn(server)
         storage = open_storage(env["STORAGE_URL"], env.get("AWS_ENDPOINT_URL"))
@@ -387,6 +401,7 @@ def summarise(
         "stored": len(stored),
         "audit_ok": acked == len(stored) and results.saved_names == stored,
         "load": load,
+        "stolen": results.stolen,
         "server_cpu_ms": results.server_cpu * 1000 / max(1, len(every)),
         "client_cpu_ms": results.client_cpu * 1000 / max(1, len(every)),
         # An estimate: what idle cores could serve at this CPU cost per request, client included.
@@ -413,6 +428,7 @@ COLUMNS = [  # (heading, how to show a row's value)
     ("drawings stored", lambda r: str(r["stored"])),
     ("audit", lambda r: "exact" if r["audit_ok"] else "MISMATCH"),
     ("load avg before", lambda r: f"{r['load']:.1f}"),
+    ("CPU stolen by the host", lambda r: f"{r['stolen']:.0%}"),
     ("server CPU ms/req", lambda r: f"{r['server_cpu_ms']:.2f}"),
     ("client CPU ms/req", lambda r: f"{r['client_cpu_ms']:.2f}"),
     ("predictions/s this CPU cost allows on idle cores", lambda r: f"{r['capacity']:.0f}"),
