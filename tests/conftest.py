@@ -20,6 +20,7 @@ from digits.storage import LocalStorage, open_storage
 from main import create_app
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
 # Digits of another script: a plain regex \d matches them, and no storage key may hold them.
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 
@@ -141,3 +142,23 @@ def data_url(png: bytes) -> str:
 @pytest.fixture
 def drawing_url() -> str:
     return data_url(drawing_png())
+
+
+def start_gunicorn(port: int, storage_dir: Path, models_dir: Path, **settings: str):
+    """gunicorn as in production (it reads gunicorn.conf.py from ROOT), with two workers."""
+    env = {
+        **os.environ,
+        "STORAGE_URL": str(storage_dir),
+        "MODELS_DIR": str(models_dir),
+        "WEB_CONCURRENCY": "2",
+        "LOG_REQUESTS": "off",
+        **settings,
+    }
+    command = [str(BIN / "gunicorn"), "main:create_app()", "--bind", f"127.0.0.1:{port}"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    return subprocess.Popen(command, cwd=ROOT, env=env, **quiet)
+
+
+def worker_pids(master: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]

@@ -27,7 +27,14 @@ import functions
 from digits import dataset, predictions, registry
 from digits.storage import LocalStorage, open_storage
 from main import create_app
-from tests.conftest import BIN, S3Server, data_url, drawing_png, free_port
+from tests.conftest import (
+    S3Server,
+    data_url,
+    drawing_png,
+    free_port,
+    start_gunicorn,
+    worker_pids,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -243,32 +250,12 @@ def wait_until(check, timeout: float = 20.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-def worker_pids(master: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
-    return [int(pid) for pid in found.stdout.split()]
-
-
 @pytest.mark.slow
 def test_web_worker_killed_under_load_loses_no_acknowledged_save(tmp_path, tiny_models):
     storage = LocalStorage(tmp_path / "storage")
     version = registry.publish(storage, "cnn", tflite("cnn", "b"), b"k", {"accuracy": 0.9})
     port = free_port()
-    env = {
-        **os.environ,
-        "STORAGE_URL": str(storage.root),
-        "MODELS_DIR": str(tiny_models),
-        "WEB_CONCURRENCY": "2",
-        "RATE_LIMIT_SAVES": "off",
-        "LOG_REQUESTS": "off",
-    }
-    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-    server = subprocess.Popen(
-        [*command, "main:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_gunicorn(port, storage.root, tiny_models, RATE_LIMIT_SAVES="off")
     try:
         wait_until(lambda: len(worker_pids(server.pid)) == 2 and get(port, "/healthz"))
         drawing = {"imageBase64": data_url(drawing_png()), "digit": "5"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,15 @@ import functions
 from digits import predictions, registry
 from digits.storage import LocalStorage, NotFound, StorageUnavailable
 from main import create_app
-from tests.conftest import ARABIC_INDIC, BIN, data_url, drawing_png, free_port, wait_for_port
+from tests.conftest import (
+    ARABIC_INDIC,
+    data_url,
+    drawing_png,
+    free_port,
+    start_gunicorn,
+    wait_for_port,
+    worker_pids,
+)
 from tests.test_model import make_models_dir, tiny_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -457,20 +464,6 @@ def concurrent_versions(port: int) -> set[str]:
     return set(answers)
 
 
-def start_gunicorn(port: int, storage_dir: Path, models_dir: Path, **settings: str):
-    """gunicorn as in production (it reads gunicorn.conf.py from ROOT), with two workers."""
-    env = {
-        **os.environ,
-        "STORAGE_URL": str(storage_dir),
-        "MODELS_DIR": str(models_dir),
-        "WEB_CONCURRENCY": "2",
-        "LOG_REQUESTS": "off",
-        **settings,
-    }
-    command = [str(BIN / "gunicorn"), "main:create_app()", "--bind", f"127.0.0.1:{port}"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-
-
 @pytest.mark.slow
 def test_every_gunicorn_worker_swaps_within_5_seconds(tmp_path, models_dir):
     """Two forked workers, each with its own watcher: all of them serve the new version."""
@@ -492,8 +485,7 @@ def test_every_gunicorn_worker_swaps_within_5_seconds(tmp_path, models_dir):
 
 def workers_with_litert(master_pid: int) -> int:
     """How many of gunicorn's workers have LiteRT loaded (it is imported with the first net)."""
-    found = subprocess.run(["pgrep", "-P", str(master_pid)], capture_output=True, text=True)
-    maps = [Path(f"/proc/{pid}/maps") for pid in found.stdout.split()]
+    maps = [Path(f"/proc/{pid}/maps") for pid in worker_pids(master_pid)]
     return sum("litert" in m.read_text() for m in maps if m.exists())
 
 
