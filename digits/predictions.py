@@ -124,7 +124,6 @@ class Writer:
         self._cond = threading.Condition()
         self._open: dict[int, Batch] = {}  # by id(storage): the batch new records join
         self._writing: list[Batch] = []
-        self._queued = 0  # records in open batches
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.written = 0
@@ -134,14 +133,13 @@ class Writer:
         """The record (`fields` with an id first), queued for saving. Never blocks: when the
         queue is full the record is dropped and counted, and its id will not be found."""
         with self._cond:
-            if self._queued >= self.max_pending:
+            if sum(len(b.records) for b in self._open.values()) >= self.max_pending:
                 self._drop()
                 return {"id": new_id(), **fields}
             batch = self._open.get(id(storage))
             if batch is None:
                 batch = self._open[id(storage)] = Batch(storage)
             record = batch.add(fields)
-            self._queued += 1
             self._start()
             if len(batch.records) >= BATCH:
                 self._cond.notify_all()
@@ -175,7 +173,6 @@ class Writer:
             self._cond.wait_for(self._full_or_flushing, WAKE_SECONDS)
             self._writing = list(self._open.values())  # still visible to `pending` while saved
             self._open.clear()
-            self._queued = 0
             return self._writing
 
     def _full_or_flushing(self) -> bool:
