@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from digits import dataset  # noqa: E402
 from digits.storage import open_storage  # noqa: E402
-from tests.conftest import data_url, drawing_png  # noqa: E402
+from tests.conftest import data_url, drawing_png, worker_pids  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
@@ -293,8 +293,7 @@ def stolen_share(before: list[int], after: list[int]) -> float:
 
 def server_pids(master: subprocess.Popen, moto: Moto | None) -> list[int]:
     """The master, its workers as of now (listed again at each reading), and moto."""
-    found = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True)
-    pids = [master.pid, *(int(p) for p in found.stdout.split())]
+    pids = [master.pid, *worker_pids(master.pid)]
     return pids + ([moto.process.pid] if moto else [])
 
 
