@@ -129,6 +129,7 @@ def check_saved_net(out, net: str, x: np.ndarray) -> None:
     assert card["net"] == net and card["version"] == "original"
     assert card["params"] == sum(layer["params"] for layer in card["layers"])
     assert 0.0 <= card["mnist_test_accuracy"] <= 1.0
+    assert 0.0 <= card["served_mnist_test_accuracy"] <= 1.0
     assert len(card["per_digit_accuracy"]) == 10 and len(card["confusion"]) == 10
     model = keras.models.load_model(out / f"{net}.keras")
     expected = model.predict(x[..., None], verbose=0)
@@ -138,7 +139,8 @@ def check_saved_net(out, net: str, x: np.ndarray) -> None:
     for i in range(len(x)):
         interpreter.set_tensor(inp["index"], x[i : i + 1, :, :, None])
         interpreter.invoke()
-        np.testing.assert_allclose(interpreter.get_tensor(outp["index"])[0], expected[i], atol=1e-4)
+        # int8 weights (export_tflite): close to Keras, not equal to it
+        np.testing.assert_allclose(interpreter.get_tensor(outp["index"])[0], expected[i], atol=0.05)
 
 
 def test_tiny_training_run_saves_keras_tflite_json(tmp_path):
