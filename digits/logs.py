@@ -11,63 +11,71 @@ back in the response's `X-Request-ID` header.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import re
 import sys
+import threading
 import time
+from random import getrandbits
+from typing import TextIO
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 
-LOGGER_NAME = "digits.requests"
 # Heroku's ids are UUIDs; accept anything id-like but nothing that could forge a log line.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,200}")
+
+
+class RequestLog:
+    """Writes each line whole and at once, so lines from a worker's threads never interleave.
+
+    Not the logging module: a LogRecord, a formatter and a handler cost about 40 µs a line,
+    a third of everything the app adds to a prediction. Tests swap `stream`.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream  # None: whatever sys.stdout is when a line is written
+        self._lock = threading.Lock()
+
+    def write(self, line: dict) -> None:
+        text = json.dumps(line) + "\n"
+        stream = self.stream or sys.stdout
+        with self._lock:
+            stream.write(text)
+            stream.flush()  # Heroku's router reads stdout as it comes
 
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("LOG_REQUESTS", True)
     if str(app.config["LOG_REQUESTS"]).lower() in ("0", "off", "false", ""):
         return
-    app.extensions["request_logger"] = request_logger()
+    app.extensions["request_log"] = RequestLog()
     app.before_request(start_timer)
     app.after_request(log_request)
 
 
-def request_logger() -> logging.Logger:
-    logger = logging.getLogger(LOGGER_NAME)
-    if not logger.handlers:
-        # The line is already JSON: no prefix, so log tools can parse it as is.
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    return logger
-
-
-def request_id() -> str:
-    given = request.headers.get("X-Request-ID", "")
-    return given if _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()  # as random as uuid4
+def request_id(environ: dict) -> str:
+    given = environ.get("HTTP_X_REQUEST_ID", "")
+    # An id only needs to be unique, not secret: 128 random bits, as many as a uuid4 has.
+    return given if _REQUEST_ID.fullmatch(given) else f"{getrandbits(128):032x}"
 
 
 def start_timer() -> None:
     g.request_started = time.perf_counter()
-    g.request_id = request_id()
 
 
 def log_request(response: Response) -> Response:
     # A request refused before start_timer ran (e.g. by an earlier hook) still gets a line.
-    started = g.get("request_started", time.perf_counter())
-    rid = g.get("request_id") or request_id()
+    started = g.get("request_started") or time.perf_counter()
+    environ = request.environ
+    rid = request_id(environ)
     response.headers["X-Request-ID"] = rid
     line = {
         "event": "request",
-        "method": request.method,
+        "method": environ["REQUEST_METHOD"],
         "path": request.path,
         "status": response.status_code,
         "ms": round((time.perf_counter() - started) * 1000, 2),
         "client": request.remote_addr,
         "request_id": rid,
     }
-    logging.getLogger(LOGGER_NAME).info(json.dumps(line))
+    current_app.extensions["request_log"].write(line)
     return response

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
-import logging
 import re
 from pathlib import Path
 
 import pytest
 
-from digits import logs, security
+from digits import security
 from main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -274,22 +274,19 @@ def test_no_secrets_in_source_files():
 # --- request log -----------------------------------------------------------------------
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict] = []
+class Lines(io.StringIO):
+    """The request log's stream: every line written, parsed."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(record.getMessage()))
+    @property
+    def lines(self) -> list[dict]:
+        return [json.loads(text) for text in self.getvalue().splitlines()]
 
 
 @pytest.fixture
-def log_lines():
-    handler = Lines()
-    logger = logging.getLogger(logs.LOGGER_NAME)
-    logger.addHandler(handler)
-    yield handler.lines
-    logger.removeHandler(handler)
+def log_lines(app):
+    stream = Lines()
+    app.extensions["request_log"].stream = stream
+    return stream
 
 
 def test_one_json_line_per_request(client, log_lines, drawing_url):
@@ -297,13 +294,13 @@ def test_one_json_line_per_request(client, log_lines, drawing_url):
     client.post("/hook", data={"imageBase64": drawing_url, "digit": "4"})
     client.post("/hook", json={"digit": "x"})
     client.get("/missing")
-    assert [(x["method"], x["path"], x["status"]) for x in log_lines] == [
+    assert [(x["method"], x["path"], x["status"]) for x in log_lines.lines] == [
         ("GET", "/healthz", 200),
         ("POST", "/hook", 201),
         ("POST", "/hook", 400),
         ("GET", "/missing", 404),
     ]
-    for line in log_lines:
+    for line in log_lines.lines:
         assert line["event"] == "request"
         assert isinstance(line["ms"], float) and line["ms"] >= 0
         assert line["client"] == "127.0.0.1"
@@ -314,22 +311,31 @@ def test_request_id_from_the_router_is_kept_and_echoed(client, log_lines):
     rid = "9f0c1f2e-7a4b-4c1d-8e2f-0123456789ab"
     response = client.get("/healthz", headers={"X-Request-ID": rid})
     assert response.headers["X-Request-ID"] == rid
-    assert log_lines[-1]["request_id"] == rid
+    assert log_lines.lines[-1]["request_id"] == rid
     forged = client.get("/healthz", headers={"X-Request-ID": 'x" "status": 200'})
     assert forged.headers["X-Request-ID"] != 'x" "status": 200'
 
 
-def test_rate_limited_requests_are_logged(storage_dir, log_lines, drawing_url):
-    client = make_app(storage_dir, RATE_LIMIT_SAVES="1/minute").test_client()
-    save(client, drawing_url)
-    save(client, drawing_url)
-    assert [x["status"] for x in log_lines] == [201, 429]
-    assert log_lines[-1]["client"] == "198.51.100.7"
+def test_rate_limited_requests_are_logged(storage_dir, drawing_url):
+    app = make_app(storage_dir, RATE_LIMIT_SAVES="1/minute")
+    app.extensions["request_log"].stream = stream = Lines()
+    save(app.test_client(), drawing_url)
+    save(app.test_client(), drawing_url)
+    assert [x["status"] for x in stream.lines] == [201, 429]
+    assert stream.lines[-1]["client"] == "198.51.100.7"
 
 
-def test_request_log_can_be_turned_off(storage_dir, log_lines):
-    make_app(storage_dir, LOG_REQUESTS="off").test_client().get("/healthz")
-    assert log_lines == []
+def test_the_request_log_goes_to_stdout(client, capsys):
+    client.get("/healthz")
+    line = json.loads(capsys.readouterr().out)
+    assert (line["path"], line["status"]) == ("/healthz", 200)
+
+
+def test_request_log_can_be_turned_off(storage_dir, capsys):
+    app = make_app(storage_dir, LOG_REQUESTS="off")
+    assert app.test_client().get("/healthz").status_code == 200
+    assert "request_log" not in app.extensions
+    assert capsys.readouterr().out == ""
 
 
 # --- Heroku Button (app.json) ----------------------------------------------------------
