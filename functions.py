@@ -1,7 +1,8 @@
 """Serving the two nets with LiteRT: `Model` (one net), `Recognizer` (the pair) and `ModelService`.
 
 The web process imports this and must never import TensorFlow: LiteRT runs the `.tflite`
-exports at 6 µs (FNN) and 150–270 µs (CNN) a digit, where `keras_model.predict` takes 50–70 ms.
+exports (int8 weights) at about 20 µs (FNN) and 170 µs (CNN) a digit, where
+`keras_model.predict` takes 50–70 ms.
 
 `ModelService` loads the versions named by the registry's pointer and keeps them current: a
 daemon thread per process polls the pointer and swaps in new versions without dropping a request.
