@@ -102,6 +102,9 @@ class Results:
     )
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     saved_names: set[str] = field(default_factory=set)
+    # Prediction latencies by the second of the run they were answered in: shows whether a
+    # missed p99 came from a few slow seconds or from the whole run.
+    predict_by_second: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     seconds: float = 0.0
     server_cpu: float = 0.0  # CPU seconds of gunicorn (and moto) during the run
     client_cpu: float = 0.0
@@ -156,7 +159,7 @@ class Clients:
         return kind, self.random.choice(pool)
 
     async def run(self) -> Results:
-        started = time.perf_counter()
+        started = self.started = time.perf_counter()
         self.deadline = started + self.seconds
         await asyncio.gather(*(self.one_client(i, started) for i in range(self.count)))
         self.results.seconds = time.perf_counter() - started
@@ -189,6 +192,9 @@ class Clients:
 
     def record(self, kind: str, status: int, body: bytes, seconds: float) -> None:
         self.results.latencies[kind].append(seconds * 1000)
+        if kind == "predict":
+            second = int(time.perf_counter() - self.started)
+            self.results.predict_by_second[second].append(seconds * 1000)
         self.results.statuses[kind][status] += 1
         if status != EXPECTED[kind]:
             self.results.errors[f"{kind}: HTTP {status} {body[:80]!r}"] += 1
@@ -394,6 +400,8 @@ def summarise(
         "save_p99": percentile(lat["save"], 99),
         "feedback_p99": percentile(lat["feedback"], 99),
         "feedbacks": results.statuses["feedback"].get(202, 0),
+        "slow_seconds": slow_seconds(results.predict_by_second),
+        "whole_seconds": len(results.predict_by_second),
         "errors": sum(results.errors.values()),
         "error_kinds": dict(results.errors),
         "acked": acked,
@@ -410,6 +418,11 @@ def summarise(
     }
 
 
+def slow_seconds(by_second: dict[int, list[float]]) -> int:
+    """How many seconds of the run had a prediction p99 over the target."""
+    return sum(percentile(values, 99) > TARGET_P99_MS for values in by_second.values())
+
+
 COLUMNS = [  # (heading, how to show a row's value)
     ("backend", lambda r: r["backend"]),
     ("offered", lambda r: r["rate"]),
@@ -420,6 +433,10 @@ COLUMNS = [  # (heading, how to show a row's value)
     ("predict p50 ms", lambda r: f"{r['predict_p50']:.1f}"),
     ("predict p99 ms", lambda r: f"{r['predict_p99']:.1f}"),
     ("all p99 ms", lambda r: f"{r['all_p99']:.1f}"),
+    (
+        f"seconds with predict p99 > {TARGET_P99_MS:.0f} ms",
+        lambda r: f"{r['slow_seconds']} of {r['whole_seconds']}",
+    ),
     ("save p99 ms", lambda r: f"{r['save_p99']:.1f}"),
     ("feedback p99 ms", lambda r: f"{r['feedback_p99']:.1f}"),
     ("errors", lambda r: str(r["errors"])),
