@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from PIL import Image
 
 from digits import preprocess
 from digits.storage import NotFound, Storage, StorageError
@@ -269,7 +268,7 @@ def net_output(probabilities: np.ndarray | None, version: str | None = None) -> 
     return out if version is None else {**out, "version": version}
 
 
-def recognise(recognizer, storage: Storage, png: bytes, image: Image.Image) -> dict:
+def recognise(recognizer, storage: Storage, png: bytes, image: preprocess.Drawing) -> dict:
     """Run both nets on a drawing, queue its record, and return the /api/predict response."""
     x28 = preprocess.to_mnist(image)
     versions = recognizer.versions()

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from digits import mnist, preprocess
+from digits.images import open_png
 from digits.preprocess import preprocess_steps, preview_data_url, to_mnist, to_png_bytes
+from tests.conftest import drawing_png
 
 SEVEN = [(60, 40), (140, 40), (90, 170)]
 
@@ -195,3 +197,132 @@ def test_preview_png_decodes_to_the_same_pixels():
     image.load()
     assert (image.format, image.mode, image.size) == ("PNG", "L", (28, 28))
     assert np.array_equal(np.asarray(image), preprocess.to_pixels(arr))
+
+
+# The fast ink path: a canvas's black ink on transparent ground, read from the alpha channel.
+
+
+def canvas(alpha: np.ndarray) -> np.ndarray:
+    """RGBA pixels as a browser canvas sends them: R = G = B = 0, the drawing in alpha."""
+    pixels = np.zeros((*alpha.shape, 4), np.uint8)
+    pixels[..., 3] = alpha
+    return pixels
+
+
+def antialiased(lines, width: int, scale: int = 4) -> np.ndarray:
+    """Alpha of strokes drawn at `scale` times the size and box-averaged down: soft edges."""
+    big = Image.new("L", (200 * scale, 200 * scale), 0)
+    draw = ImageDraw.Draw(big)
+    for points in lines:
+        draw.line([(x * scale, y * scale) for x, y in points], 255, width * scale, joint="curve")
+    return np.asarray(big.resize((200, 200), Image.BOX))
+
+
+def random_strokes(rng: np.random.Generator) -> np.ndarray:
+    strokes = int(rng.integers(1, 5))
+    lines = [rng.uniform(-10, 210, (int(rng.integers(2, 7)), 2)).tolist() for _ in range(strokes)]
+    alpha = antialiased([[tuple(p) for p in line] for line in lines], int(rng.integers(1, 25)))
+    return (alpha * rng.uniform(0.2, 1.0)).astype(np.uint8)  # a translucent brush, at times
+
+
+def mnist_on_canvas(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    size = int(rng.integers(40, 190))
+    alpha = Image.new("L", (200, 200), 0)
+    scaled = Image.fromarray(digit).resize((size, size), Image.BILINEAR)
+    alpha.paste(scaled, tuple(int(v) for v in rng.integers(0, 200 - size + 1, 2)))
+    return np.asarray(alpha)
+
+
+def edge_cases() -> dict[str, np.ndarray]:
+    def drawn(shape: str, box, width: int = 1) -> np.ndarray:
+        alpha = Image.new("L", (200, 200), 0)
+        getattr(ImageDraw.Draw(alpha), shape)(box, fill=255, width=width)
+        return np.asarray(alpha)
+
+    return {
+        "blank": np.zeros((200, 200), np.uint8),
+        "speck": drawn("ellipse", [95, 95, 102, 102]),
+        "one pixel": drawn("line", [(100, 100), (100, 100)]),
+        "faint everywhere": np.full((200, 200), preprocess.INK_THRESHOLD, np.uint8),
+        "all ink": np.full((200, 200), 255, np.uint8),
+        "frame on the borders": drawn("rectangle", [0, 0, 199, 199], 3),
+        "stroke off the corner": drawn("line", [(-20, -20), (60, 150)], 15),
+        "one-pixel vertical": drawn("line", [(199, 0), (199, 199)]),
+        "one-pixel horizontal": drawn("line", [(10, 0), (150, 0)]),
+        "one-pixel diagonal": drawn("line", [(0, 0), (199, 199)]),
+        "seven": np.asarray(draw_seven().getchannel("A")),
+        "thin seven": np.asarray(draw_seven(width=1).getchannel("A")),
+    }
+
+
+def canvases() -> list[np.ndarray]:
+    rng = np.random.default_rng(42)
+    images, _labels = mnist.load_fixture()
+    alphas = list(edge_cases().values())
+    alphas += [random_strokes(rng) for _ in range(60)]
+    alphas += [mnist_on_canvas(digit, rng) for digit in images[:40]]
+    return [canvas(alpha) for alpha in alphas]
+
+
+def same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+
+
+def test_canvas_pixels_take_the_fast_path_and_match_the_general_one(monkeypatch):
+    pixels = canvases()
+    general = [to_mnist(Image.fromarray(p)) for p in pixels]  # an image: the general path
+
+    def not_called(image):
+        raise AssertionError("the general path ran on a canvas's black-on-clear pixels")
+
+    monkeypatch.setattr(preprocess, "ink_image", not_called)
+    for p, expected in zip(pixels, general, strict=True):
+        assert preprocess.canvas_alpha(p) is not None
+        assert same(to_mnist(p), expected)
+    assert sum(x is None for x in general) == 4  # blank, speck, one pixel, faint: the rest draw
+
+
+def test_canvas_png_through_the_fast_decoder_matches_pillows_image():
+    for pixels in canvases()[::7]:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG")
+        drawing = open_png(buffer.getvalue())
+        assert isinstance(drawing, np.ndarray)
+        assert same(to_mnist(drawing), to_mnist(Image.open(io.BytesIO(buffer.getvalue()))))
+
+
+def coloured(pixels: np.ndarray, spot: tuple[int, int], channel: int, value: int) -> np.ndarray:
+    pixels = pixels.copy()
+    pixels[(*spot, channel)] = value
+    return pixels
+
+
+SEVEN_PIXELS = canvas(np.asarray(draw_seven().getchannel("A")))
+OTHER_PIXELS = {
+    "red ink pixel": coloured(SEVEN_PIXELS, (40, 100), 0, 200),
+    "green on clear ground": coloured(SEVEN_PIXELS, (0, 0), 1, 1),
+    "blue under opaque ink": coloured(SEVEN_PIXELS, (40, 60), 2, 255),
+    "white clear ground": np.asarray(Image.open(io.BytesIO(drawing_png(mode="RGBA")))),
+    "RGB": np.asarray(draw_seven("RGB")),
+    "grey": np.asarray(draw_seven("L")),
+}
+
+
+@pytest.mark.parametrize("why", list(OTHER_PIXELS))
+def test_other_pixels_take_the_general_path(why, monkeypatch):
+    pixels = OTHER_PIXELS[why]
+    expected = to_mnist(Image.fromarray(pixels))
+    calls = []
+    general = preprocess.ink_image
+    monkeypatch.setattr(preprocess, "ink_image", lambda image: calls.append(1) or general(image))
+    assert preprocess.canvas_alpha(pixels) is None
+    assert same(to_mnist(pixels), expected)
+    assert calls == [1]
+
+
+def test_steps_of_canvas_pixels_match_those_of_its_image():
+    image_steps = preprocess_steps(draw_seven())
+    pixel_steps = preprocess_steps(SEVEN_PIXELS)
+    assert [title for title, _ in pixel_steps] == [title for title, _ in image_steps]
+    for (_, a), (_, b) in zip(pixel_steps, image_steps, strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
