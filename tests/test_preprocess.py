@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -326,3 +328,32 @@ def test_steps_of_canvas_pixels_match_those_of_its_image():
     assert [title for title, _ in pixel_steps] == [title for title, _ in image_steps]
     for (_, a), (_, b) in zip(pixel_steps, image_steps, strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def png_chunks(data: bytes) -> dict[bytes, bytes]:
+    chunks, pos = {}, 8
+    while pos < len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        chunks[kind] = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return chunks
+
+
+PREVIEWS = {
+    "seven": lambda: to_mnist(draw_seven()),
+    "blank": lambda: np.zeros((28, 28), np.float32),
+    "full": lambda: np.ones((28, 28), np.float32),
+    "random": lambda: np.random.default_rng(1).random((28, 28)).astype(np.float32),
+    "out of range": lambda: np.random.default_rng(2).uniform(-1, 2, (28, 28)).astype(np.float32),
+}
+
+
+@pytest.mark.parametrize("name", list(PREVIEWS))
+def test_preview_png_is_valid_and_holds_the_pixels_uncompressed(name):
+    arr = PREVIEWS[name]()
+    data = to_png_bytes(arr)
+    Image.open(io.BytesIO(data)).verify()  # signature, chunk framing and CRCs
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), preprocess.to_pixels(arr))
+    rows = zlib.decompress(png_chunks(data)[b"IDAT"])  # checks the stored block and adler32
+    expected = np.hstack([np.zeros((28, 1), np.uint8), preprocess.to_pixels(arr)]).tobytes()
+    assert rows == expected
