@@ -128,7 +128,9 @@ class Clients:
         self.seconds = seconds
         self.rate = rate
         self.random = random.Random(seed)
-        urls = [data_url(drawing_png(lines)) for lines in STROKES]
+        # As the page sends them: RGBA, black strokes on an opaque white ground.
+        pngs = [drawing_png(lines, mode="RGBA", ground="white") for lines in STROKES]
+        urls = [data_url(png) for png in pngs]
         self.predicts = [request_bytes(port, "/api/predict", {"imageBase64": u}) for u in urls]
         self.saves = [
             request_bytes(port, "/hook", {"imageBase64": u, "digit": str(d)})

@@ -34,22 +34,48 @@ Drawing = Image.Image | np.ndarray
 def ink_of(drawing: Drawing) -> np.ndarray:
     """uint8 [height, width] ink (0 = paper, 255 = full ink), as `ink_image` computes it."""
     if isinstance(drawing, np.ndarray):
-        alpha = canvas_alpha(drawing)
-        if alpha is not None:
-            # ink_image's (255 - grey) * alpha / 255 is exactly alpha when grey is 0: take it
-            # as it is, skipping four passes over the canvas in Pillow.
-            return alpha
+        ink = canvas_ink(drawing)
+        if ink is not None:  # bit for bit what the general path gives, in a third of the time
+            return ink
         drawing = Image.fromarray(drawing)
     return np.asarray(ink_image(drawing))
 
 
-def canvas_alpha(pixels: np.ndarray) -> np.ndarray | None:
-    """The alpha of RGBA pixels whose R, G and B are 0 everywhere, as every browser canvas sends.
+def canvas_ink(pixels: np.ndarray) -> np.ndarray | None:
+    """`ink_image`'s answer without Pillow's four passes, for the two kinds of RGBA canvas.
 
-    None for any other pixels. Contiguous: ink_bbox scans it twice as fast as a strided view.
+    The page paints a white ground, then black strokes: opaque grey pixels. A canvas never
+    filled sends black ink on a clear ground. None for any other pixels (the general path).
     """
-    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 4:
+    if pixels.dtype != np.uint8 or pixels.shape[2:] != (4,) or not pixels.flags.c_contiguous:
         return None
+    # One little-endian word a pixel: R | G << 8 | B << 16 | A << 24.
+    words = pixels.view("<u4")[..., 0]
+    if words[0, 0] >> 24 == 0xFF:  # an opaque corner: worth checking for opaque grey
+        ink = opaque_grey_ink(words)
+        if ink is not None:
+            return ink
+    return canvas_alpha(pixels)
+
+
+def opaque_grey_ink(words: np.ndarray) -> np.ndarray | None:
+    """255 - grey if every pixel is opaque grey (A = 255, R = G = B), else None.
+
+    Pillow's L of grey g is exactly g (its weights sum to 65536), and at full alpha
+    ink_image's (255 - L) * A / 255 is 255 - L, so this is bit for bit what Pillow gives.
+    """
+    grey = words & 0xFF
+    if not np.array_equal(words, grey * 0x010101 + 0xFF000000):
+        return None
+    return (255 - grey).astype(np.uint8)
+
+
+def canvas_alpha(pixels: np.ndarray) -> np.ndarray | None:
+    """The alpha of RGBA pixels whose R, G and B are 0 everywhere (black ink on clear ground).
+
+    ink_image's (255 - grey) * alpha / 255 is then exactly alpha. None for any other pixels.
+    Contiguous: ink_bbox scans it twice as fast as a strided view.
+    """
     alpha = np.ascontiguousarray(pixels[..., 3])
     # No more nonzero bytes in the pixels than in their alpha: R, G and B are all 0. (Counting
     # is one fast pass and needs no 160 kB temporary, unlike masking or a strided [..., :3].)

@@ -122,10 +122,16 @@ def store(request, tmp_path):
 
 
 def drawing_png(
-    lines=(((60, 40), (140, 40), (90, 170)),), width: int = 16, mode: str = "RGB"
+    lines=(((60, 40), (140, 40), (90, 170)),),
+    width: int = 16,
+    mode: str = "RGB",
+    ground: str | tuple | None = None,
 ) -> bytes:
-    """A 200×200 canvas image with black strokes, as the page sends it."""
-    background = (255, 255, 255, 0) if mode == "RGBA" else "white"
+    """A 200×200 image with black strokes; `ground` defaults to white (clear white for RGBA).
+
+    What the page sends is mode="RGBA", ground="white": opaque grey pixels.
+    """
+    background = ground or ((255, 255, 255, 0) if mode == "RGBA" else "white")
     image = Image.new(mode, (200, 200), background)
     draw = ImageDraw.Draw(image)
     for points in lines:

@@ -201,13 +201,20 @@ def test_preview_png_decodes_to_the_same_pixels():
     assert np.array_equal(np.asarray(image), preprocess.to_pixels(arr))
 
 
-# The fast ink path: a canvas's black ink on transparent ground, read from the alpha channel.
+# The fast ink paths: a canvas's pixels give their ink without Pillow, bit for bit as it would.
 
 
 def canvas(alpha: np.ndarray) -> np.ndarray:
-    """RGBA pixels as a browser canvas sends them: R = G = B = 0, the drawing in alpha."""
+    """RGBA pixels of a canvas never filled: R = G = B = 0, the drawing in alpha."""
     pixels = np.zeros((*alpha.shape, 4), np.uint8)
     pixels[..., 3] = alpha
+    return pixels
+
+
+def page_canvas(ink: np.ndarray) -> np.ndarray:
+    """RGBA pixels as the page sends them: a white ground, black strokes, all opaque grey."""
+    pixels = np.full((*ink.shape, 4), 255, np.uint8)
+    pixels[..., :3] = (255 - ink)[..., None]
     return pixels
 
 
@@ -263,7 +270,7 @@ def canvases() -> list[np.ndarray]:
     alphas = list(edge_cases().values())
     alphas += [random_strokes(rng) for _ in range(60)]
     alphas += [mnist_on_canvas(digit, rng) for digit in images[:40]]
-    return [canvas(alpha) for alpha in alphas]
+    return [canvas(alpha) for alpha in alphas] + [page_canvas(ink) for ink in alphas]
 
 
 def same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -275,13 +282,14 @@ def test_canvas_pixels_take_the_fast_path_and_match_the_general_one(monkeypatch)
     general = [to_mnist(Image.fromarray(p)) for p in pixels]  # an image: the general path
 
     def not_called(image):
-        raise AssertionError("the general path ran on a canvas's black-on-clear pixels")
+        raise AssertionError("the general path ran on a canvas's pixels")
 
     monkeypatch.setattr(preprocess, "ink_image", not_called)
     for p, expected in zip(pixels, general, strict=True):
-        assert preprocess.canvas_alpha(p) is not None
+        assert preprocess.canvas_ink(p) is not None
         assert same(to_mnist(p), expected)
-    assert sum(x is None for x in general) == 4  # blank, speck, one pixel, faint: the rest draw
+    # blank, speck, one pixel, faint, on each kind of canvas: the rest draw
+    assert sum(x is None for x in general) == 8
 
 
 def test_canvas_png_through_the_fast_decoder_matches_pillows_image():
@@ -300,10 +308,17 @@ def coloured(pixels: np.ndarray, spot: tuple[int, int], channel: int, value: int
 
 
 SEVEN_PIXELS = canvas(np.asarray(draw_seven().getchannel("A")))
+PAGE_SEVEN = page_canvas(np.asarray(draw_seven().getchannel("A")))
 OTHER_PIXELS = {
     "red ink pixel": coloured(SEVEN_PIXELS, (40, 100), 0, 200),
     "green on clear ground": coloured(SEVEN_PIXELS, (0, 0), 1, 1),
     "blue under opaque ink": coloured(SEVEN_PIXELS, (40, 60), 2, 255),
+    "a red pixel on the page": coloured(PAGE_SEVEN, (120, 150), 0, 200),
+    "a blue tint in the page's ink": coloured(PAGE_SEVEN, (40, 100), 2, 30),
+    "one translucent pixel on the page": coloured(PAGE_SEVEN, (199, 199), 3, 254),
+    "a white corner on clear ground": np.where(
+        np.arange(200)[:, None, None] + np.arange(200)[None, :, None] == 0, 255, SEVEN_PIXELS
+    ).astype(np.uint8),
     "white clear ground": np.asarray(Image.open(io.BytesIO(drawing_png(mode="RGBA")))),
     "RGB": np.asarray(draw_seven("RGB")),
     "grey": np.asarray(draw_seven("L")),
@@ -317,7 +332,7 @@ def test_other_pixels_take_the_general_path(why, monkeypatch):
     calls = []
     general = preprocess.ink_image
     monkeypatch.setattr(preprocess, "ink_image", lambda image: calls.append(1) or general(image))
-    assert preprocess.canvas_alpha(pixels) is None
+    assert preprocess.canvas_ink(pixels) is None
     assert same(to_mnist(pixels), expected)
     assert calls == [1]
 
