@@ -4,7 +4,8 @@
 point, atomic across workers and dynos, so a prediction takes feedback exactly once. The record
 holds everything the trainer and the stats need (both nets' outputs, their versions, the user's
 digit, consent, and the drawing itself only with consent), so nothing else has to be read later.
-After the commit, a consented drawing is also saved into the dataset for people to browse.
+After the commit, a consented drawing is also saved into the dataset for people to browse; if
+that copy fails, the trainer's pass repairs it (`backfill_dataset`).
 
 Training never happens here: the trainer process finds records not yet learned and learns them.
 """
@@ -138,9 +139,10 @@ def copy_to_dataset_later(storage: Storage, record: dict) -> None:
 
 def _copy(storage: Storage, record: dict) -> None:
     try:
-        save_to_dataset(storage, record)
+        mark_copied(storage, record["id"], save_to_dataset(storage, record))
     except Exception:
-        log.exception("feedback %s: drawing not copied to the dataset", record["id"])
+        # Nothing is lost: the record holds the drawing, and backfill_dataset copies it.
+        log.exception("feedback %s: drawing not copied to the dataset yet", record["id"])
 
 
 def flush(timeout: float = 10.0) -> None:
@@ -154,8 +156,20 @@ def flush(timeout: float = 10.0) -> None:
 atexit.register(flush, 5.0)  # a worker stopping gracefully finishes its copies first
 
 
+def dataset_label(record: dict) -> str:
+    return "none" if record["digit"] is None else str(record["digit"])
+
+
+def dataset_name(record: dict) -> str:
+    """The drawing's name in the dataset: the same for every copy of one record."""
+    return dataset.name_for_prediction(dataset_label(record), record["id"])
+
+
 def save_to_dataset(storage: Storage, record: dict) -> str:
-    label = "none" if record["digit"] is None else str(record["digit"])
+    """Safe to repeat or race: a given name is written without a condition, so another copy
+    rewrites the same two keys (same PNG; only the metadata's "created" moves) and never fails
+    on them or adds a second sample."""
+    name = dataset_name(record)
     extra = {
         "prediction_id": record["id"],
         "versions": record["versions"],
@@ -163,8 +177,61 @@ def save_to_dataset(storage: Storage, record: dict) -> str:
         "cnn": record["cnn"],
     }
     png = base64.b64decode(record["image"])
-    name = dataset.name_for_prediction(label, record["id"])
+    label = dataset_label(record)
     return dataset.save_drawing(storage, png, label, record["source"], extra, name=name)
+
+
+# --- repairing the dataset ---------------------------------------------------------------
+
+# A finished copy leaves a marker, so a drawing an admin deleted (DELETE /api/dataset/<name>:
+# marked, metadata gone) is told apart from one never copied, and is not brought back.
+COPIED = "dataset-copies/"
+
+
+def copied_key(prediction_id: str) -> str:
+    return f"{COPIED}{prediction_id}.json"
+
+
+def mark_copied(storage: Storage, prediction_id: str, name: str) -> None:
+    body = {"name": name, "at": datetime.now(UTC).isoformat()}
+    storage.put(copied_key(prediction_id), json.dumps(body).encode())
+
+
+def backfill_dataset(storage: Storage, records: dict[str, dict]) -> int:
+    """Copy consented drawings whose dataset copy failed or was cut short; return how many.
+
+    `records` are feedback records by prediction id (the trainer's cache, so none is re-read).
+    Two listings per call; a record whose drawing is complete and marked costs nothing more.
+    """
+    # Drawings before markers: one copied and then deleted between the two listings reads as
+    # deleted, not as never copied.
+    keys = set(storage.list(dataset.PREFIX))
+    copied = set(storage.list(COPIED))
+    made = 0
+    for record in records.values():
+        if not (record.get("consent") and record.get("image")):
+            continue  # without consent the drawing was never kept
+        try:
+            made += _backfill_one(storage, record, keys, copied)
+        except Exception:  # one bad record must not stop the others, or the trainer
+            log.exception("feedback %s: dataset copy failed again; next pass", record["id"])
+    return made
+
+
+def _backfill_one(storage: Storage, record: dict, keys: set[str], copied: set[str]) -> int:
+    name = dataset_name(record)
+    has_meta = dataset.meta_key(name) in keys
+    marked = copied_key(record["id"]) in copied
+    if has_meta and dataset.image_key(name) in keys:
+        if not marked:  # copied before markers existed, or the marker's put failed
+            mark_copied(storage, record["id"], name)
+        return 0
+    if marked and not has_meta:
+        return 0  # deleted by an admin (metadata goes first); not ours to bring back
+    save_to_dataset(storage, record)  # also completes a half: same name, same bytes
+    mark_copied(storage, record["id"], name)
+    log.info("feedback %s: drawing %s copied to the dataset by the backfill", record["id"], name)
+    return 1
 
 
 def ids(storage: Storage) -> list[str]:

@@ -121,15 +121,20 @@ def _cached_reference() -> dict[str, np.ndarray]:
 _seen: dict[str, dict] = {}  # "<storage url> <id>" -> record; records never change once written
 
 
-def learnable_records(storage: Storage) -> dict[str, dict]:
-    """Consented feedback with a digit and a drawing: everything the trainer may ever learn."""
+def consented_records(storage: Storage) -> dict[str, dict]:
+    """Consented feedback with a drawing, "not a digit" too: what the dataset should hold."""
     out = {}
     for prediction_id in feedback.ids(storage):
         record = cached_record(storage, prediction_id)
-        if record and record.get("consent") and record.get("digit") is not None:
-            if record.get("image"):
-                out[prediction_id] = record
+        if record and record.get("consent") and record.get("image"):
+            out[prediction_id] = record
     return out
+
+
+def learnable_records(storage: Storage) -> dict[str, dict]:
+    """Consented feedback with a digit and a drawing: everything the trainer may ever learn."""
+    records = consented_records(storage)
+    return {i: r for i, r in records.items() if r.get("digit") is not None}
 
 
 def cached_record(storage: Storage, prediction_id: str) -> dict | None:
@@ -462,6 +467,9 @@ def learn_pending(
     settings: Settings,
     report: Callable[[Outcome], None] = lambda outcome: None,
 ) -> list[Outcome]:
+    # The web worker copies drawings into the dataset after answering, and that copy can fail
+    # or be killed; this pass repairs it from the cached records, within one poll interval.
+    feedback.backfill_dataset(storage, consented_records(storage))
     outcomes = []
     for net in NETS:
         outcome = learn_net_with_retries(storage, models_dir, net, ref, settings)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
 import threading
+import zipfile
 
 import pytest
 
-from digits import feedback, predictions
+from digits import dataset, feedback, predictions
+from digits.storage import StorageError
 from tests.conftest import ARABIC_INDIC, drawing_png
 
 
@@ -186,3 +190,98 @@ def test_malformed_id_is_404_without_waiting(client):
     response = client.post("/api/feedback", json={"id": "not-an-id", "digit": 3, "consent": True})
     assert response.status_code == 404
     assert time.monotonic() - start < 0.1
+
+
+# --- the trainer's backfill: consented drawings whose dataset copy failed ------------------
+
+
+def answered(client, pid: str, digit: int | None, consent: bool = True, copy: bool = True) -> dict:
+    """Feedback through the API; copy=False: the dataset copy fails, as if the disk refused it."""
+
+    def refused(*args, **kwargs):
+        raise StorageError("disk full")
+
+    with pytest.MonkeyPatch.context() as patch:
+        if not copy:
+            patch.setattr(dataset, "save_drawing", refused)
+        body = {"id": pid, "digit": digit, "consent": consent}
+        assert client.post("/api/feedback", json=body).status_code == 202
+        feedback.flush()
+    return feedback.load(feedback_storage(client), pid)
+
+
+def test_backfill_restores_a_failed_copy(client, made, caplog):
+    storage = feedback_storage(client)
+    record = answered(client, "p2", 7, copy=False)
+    assert dataset.names(storage) == []
+    with caplog.at_level(logging.INFO, logger="digits.feedback"):
+        assert feedback.backfill_dataset(storage, {"p2": record}) == 1
+    name = dataset.name_for_prediction("7", "p2")
+    assert f"drawing {name} copied to the dataset by the backfill" in caplog.text
+    assert dataset.names(storage) == [name]
+    assert dataset.counts(storage)["7"] == 1
+    assert dataset.image(storage, name) == drawing_png()
+    meta = dataset.metadata(storage, name)
+    assert meta["label"] == "7" and meta["prediction_id"] == "p2"
+    assert meta["source"] == "correction"
+    with zipfile.ZipFile(io.BytesIO(export(storage))) as archive:
+        assert archive.read(f"7/{name}.png") == drawing_png()
+
+
+def export(storage) -> bytes:
+    out = io.BytesIO()
+    dataset.write_zip(storage, out)
+    return out.getvalue()
+
+
+def test_backfill_again_or_a_late_copy_changes_nothing(client, made):
+    storage = feedback_storage(client)
+    records = {"p1": answered(client, "p1", 3), "p2": answered(client, "p2", None, copy=False)}
+    assert feedback.backfill_dataset(storage, records) == 1  # p2; p1's copy worked
+    before = {key: storage.get(key).data for key in storage.list("drawings/")}
+    assert feedback.backfill_dataset(storage, records) == 0
+    assert {key: storage.get(key).data for key in storage.list("drawings/")} == before
+    feedback.save_to_dataset(storage, records["p2"])  # the background copy, late: harmless
+    assert sorted(dataset.names(storage)) == ["3_p1", "none_p2"]
+    assert dataset.image(storage, "none_p2") == drawing_png()
+
+
+def test_backfill_never_copies_without_consent(client, made):
+    storage = feedback_storage(client)
+    records = {"p1": answered(client, "p1", 3, consent=False)}
+    records["p2"] = {**answered(client, "p2", 7, consent=False), "image": "aGk="}  # defensive
+    assert feedback.backfill_dataset(storage, records) == 0
+    assert list(storage.list("drawings/")) == []
+
+
+@pytest.mark.parametrize("lost", ["meta", "image"])
+def test_backfill_completes_a_half_written_drawing(client, made, lost):
+    storage = feedback_storage(client)
+    record = answered(client, "p1", 3, copy=lost == "image")
+    name = dataset.name_for_prediction("3", "p1")
+    if lost == "meta":  # killed between the two puts: the PNG alone, never committed
+        storage.put(dataset.image_key(name), drawing_png())
+    else:  # committed, then the PNG went missing: listed, but its image is a 404
+        storage.delete(dataset.image_key(name))
+    assert feedback.backfill_dataset(storage, {"p1": record}) == 1
+    assert dataset.names(storage) == [name]
+    assert dataset.image(storage, name) == drawing_png()
+    assert dataset.metadata(storage, name)["label"] == "3"
+
+
+def test_backfill_leaves_a_drawing_an_admin_deleted(client, made):
+    storage = feedback_storage(client)
+    records = {"p1": answered(client, "p1", 3), "p2": answered(client, "p2", 7, copy=False)}
+    dataset.delete(storage, "3_p1")  # DELETE /api/dataset/3_p1: a bad sample
+    assert feedback.backfill_dataset(storage, records) == 1  # p2 only
+    assert dataset.names(storage) == ["7_p2"]
+
+
+def test_backfill_marks_drawings_copied_before_markers_existed(client, made):
+    storage = feedback_storage(client)
+    records = {"p1": answered(client, "p1", 3)}
+    storage.delete(feedback.copied_key("p1"))  # as a copy made by an older release
+    assert feedback.backfill_dataset(storage, records) == 0
+    dataset.delete(storage, "3_p1")  # so a later delete is one too
+    assert feedback.backfill_dataset(storage, records) == 0
+    assert dataset.names(storage) == []

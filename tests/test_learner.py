@@ -19,7 +19,15 @@ from PIL import Image
 
 pytest.importorskip("tensorflow")
 
-from digits import learner, mnist, predictions, registry, training  # noqa: E402
+from digits import (  # noqa: E402
+    dataset,
+    feedback,
+    learner,
+    mnist,
+    predictions,
+    registry,
+    training,
+)
 from digits.storage import LocalStorage  # noqa: E402
 from main import create_app  # noqa: E402
 from tests.conftest import data_url, drawing_png, free_port, wait_for_port  # noqa: E402
@@ -266,3 +274,24 @@ def test_local_runs_web_and_trainer_and_stops_both(tmp_path):
     finally:
         if runner.poll() is None:
             runner.kill()
+
+
+def test_a_pass_backfills_the_dataset_copies_that_failed(tmp_path, reference, monkeypatch):
+    """Without training: one "not a digit" (never learned) and one digit already marked."""
+    monkeypatch.setattr(learner, "_seen", {})
+    monkeypatch.setattr(feedback, "copy_to_dataset_later", lambda storage, record: None)  # killed
+    storage = LocalStorage(tmp_path / "storage")
+    prediction = {
+        "created": "2026-11-24T10:00:00+00:00",
+        "versions": {"fnn": "original", "cnn": "original"},
+        **{net: output(4) for net in ("fnn", "cnn")},
+        "image": base64.b64encode(drawing_png()).decode(),
+    }
+    monkeypatch.setattr(predictions, "load", lambda storage, pid: {**prediction, "id": pid})
+    for pid, digit in (("pnone", None), ("pfour", 4)):
+        feedback.record_feedback(storage, {"id": pid, "digit": digit, "consent": True})
+    for net in ("fnn", "cnn"):
+        learner.write_markers(storage, net, ["pfour"], "held_out")
+    outcomes = learner.learn_pending(storage, "unused", reference, learner.Settings())
+    assert {outcome.status for outcome in outcomes} == {"nothing to learn"}
+    assert sorted(dataset.names(storage)) == ["4_pfour", "none_pnone"]
