@@ -217,7 +217,7 @@ def test_backfill_restores_a_failed_copy(client, made, caplog):
     with caplog.at_level(logging.INFO, logger="digits.feedback"):
         assert feedback.backfill_dataset(storage, {"p2": record}) == 1
     name = dataset.name_for_prediction("7", "p2")
-    assert f"drawing {name} copied to the dataset by the backfill" in caplog.text
+    assert f"drawing {name} copied by the backfill" in caplog.text
     assert dataset.names(storage) == [name]
     assert dataset.counts(storage)["7"] == 1
     assert dataset.image(storage, name) == drawing_png()
@@ -246,6 +246,24 @@ def test_backfill_again_or_a_late_copy_changes_nothing(client, made):
     assert dataset.image(storage, "none_p2") == drawing_png()
 
 
+def test_backfill_lists_only_the_markers_when_every_copy_is_marked(client, made, monkeypatch):
+    storage = feedback_storage(client)
+    records = {"p1": answered(client, "p1", 3), "p2": answered(client, "p2", 7, copy=False)}
+    listed = []
+    real_list = storage.list
+
+    def listing(prefix=""):
+        listed.append(prefix)
+        return real_list(prefix)
+
+    monkeypatch.setattr(storage, "list", listing)
+    assert feedback.backfill_dataset(storage, records) == 1  # p2 unmarked: the dataset is listed
+    assert listed == [feedback.COPIED, dataset.PREFIX]
+    listed.clear()
+    assert feedback.backfill_dataset(storage, records) == 0
+    assert listed == [feedback.COPIED]  # the steady state: one listing, whatever the dataset holds
+
+
 def test_backfill_never_copies_without_consent(client, made):
     storage = feedback_storage(client)
     records = {"p1": answered(client, "p1", 3, consent=False)}
@@ -257,11 +275,12 @@ def test_backfill_never_copies_without_consent(client, made):
 @pytest.mark.parametrize("lost", ["meta", "image"])
 def test_backfill_completes_a_half_written_drawing(client, made, lost):
     storage = feedback_storage(client)
-    record = answered(client, "p1", 3, copy=lost == "image")
+    record = answered(client, "p1", 3, copy=False)
     name = dataset.name_for_prediction("3", "p1")
     if lost == "meta":  # killed between the two puts: the PNG alone, never committed
         storage.put(dataset.image_key(name), drawing_png())
-    else:  # committed, then the PNG went missing: listed, but its image is a 404
+    else:  # copied but never marked, then the PNG went missing: listed, its image a 404
+        feedback.save_to_dataset(storage, record)
         storage.delete(dataset.image_key(name))
     assert feedback.backfill_dataset(storage, {"p1": record}) == 1
     assert dataset.names(storage) == [name]
