@@ -49,8 +49,9 @@ def png_bytes_from_data_url(value: object) -> bytes:
 def open_png(png: bytes) -> Image.Image | np.ndarray:
     """The canvas's uint8 [200, 200, 3 or 4] pixels if the fast decoder reads it, else an image.
 
-    Pixels rather than an image: `preprocess.to_mnist` takes either, and reads a canvas's black
-    ink on transparent ground straight from the alpha channel, with no 200×200 Pillow image.
+    Pixels rather than an image: `preprocess.to_mnist` takes either, and reads a canvas's ink
+    (the page's opaque grey, or black on a clear ground) straight from them, with no 200×200
+    Pillow image.
     """
     pixels = fastpng.decode(png, CANVAS_SIZE)
     if pixels is not None:  # what canvases send: the same pixels as Pillow's, 4x faster
