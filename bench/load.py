@@ -39,6 +39,8 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -109,6 +111,7 @@ class Results:
     server_cpu: float = 0.0  # CPU seconds of gunicorn (and moto) during the run
     client_cpu: float = 0.0
     stolen: float = 0.0  # share of the machine's CPU time the hypervisor gave to others
+    memory_probe: tuple[float, float] = (0.0, 0.0)  # memory_probe_ms() before and after
 
 
 class Clients:
@@ -299,6 +302,22 @@ def stolen_share(before: list[int], after: list[int]) -> float:
     return spent[7] / max(1, sum(spent))
 
 
+def memory_probe_ms() -> float:
+    """Milliseconds for 1M random reads over 32 MB: about 13 on this machine when calm.
+
+    Its neighbours share the memory: on slow afternoons this took 20-38 ms, and the server's CPU
+    per request rose with it, while a pure-Python loop kept its speed.
+    """
+    table = np.ones(8 << 20, np.float32)
+    where = np.random.default_rng(0).integers(0, len(table), 1 << 20)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        table[where].sum()
+        times.append((time.perf_counter() - started) * 1000)
+    return sorted(times)[1]
+
+
 def server_pids(master: subprocess.Popen, moto: Moto | None) -> list[int]:
     """The master, its workers as of now (listed again at each reading), and moto."""
     pids = [master.pid, *worker_pids(master.pid)]
@@ -363,6 +382,7 @@ def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_
         try:
             warm_up(port)
             load_before = os.getloadavg()[0]
+            probe_before = memory_probe_ms()
             server_cpu = cpu_seconds(server_pids(server, moto))
             client_cpu = time.process_time()
             machine = machine_ticks()
@@ -371,6 +391,7 @@ def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_
             results.server_cpu = cpu_seconds(server_pids(server, moto)) - server_cpu
             results.client_cpu = time.process_time() - client_cpu
             results.stolen = stolen_share(machine, machine_ticks())
+            results.memory_probe = (probe_before, memory_probe_ms())
         finally:
             stop_gunicorn(server)
         storage = open_storage(env["STORAGE_URL"], env.get("AWS_ENDPOINT_URL"))
@@ -411,6 +432,7 @@ def summarise(
         "audit_ok": acked == len(stored) and results.saved_names == stored,
         "load": load,
         "stolen": results.stolen,
+        "memory_probe": results.memory_probe,
         "server_cpu_ms": results.server_cpu * 1000 / max(1, len(every)),
         "client_cpu_ms": results.client_cpu * 1000 / max(1, len(every)),
         # An estimate: what idle cores could serve at this CPU cost per request, client included.
@@ -447,6 +469,10 @@ COLUMNS = [  # (heading, how to show a row's value)
     ("audit", lambda r: "exact" if r["audit_ok"] else "MISMATCH"),
     ("load avg before", lambda r: f"{r['load']:.1f}"),
     ("CPU stolen by the host", lambda r: f"{r['stolen']:.0%}"),
+    (
+        "memory probe ms before / after (calm: 13)",
+        lambda r: "{:.0f} / {:.0f}".format(*r["memory_probe"]),
+    ),
     ("server CPU ms/req", lambda r: f"{r['server_cpu_ms']:.2f}"),
     ("client CPU ms/req", lambda r: f"{r['client_cpu_ms']:.2f}"),
     ("predictions/s this CPU cost allows on idle cores", lambda r: f"{r['capacity']:.0f}"),
