@@ -12,7 +12,8 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # Heroku sets WEB_CONCURRENCY to suit the dyno's memory. Each worker holds both nets in LiteRT
 # (about 70 MB in all), so three fit easily in a 512 MB dyno. One more worker than the two cores
 # we plan for: while one waits (a disk flush, an S3 round trip, its GIL), the others keep both
-# cores busy. Measured at 500 predictions/s on 2 cores: p99 20 ms with 3 workers, 48-60 ms with 2.
+# cores busy. In short runs at 500 predictions/s on 2 cores, p99 was 10-16 ms with 3 workers and
+# 26-61 ms with 2; in later one-minute runs the machine's own swings hid any difference.
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 
 # Threads let one worker overlap storage I/O (S3 round trips) with predictions,

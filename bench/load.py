@@ -68,6 +68,11 @@ STROKES = [
 ]
 
 
+def page_png(lines) -> bytes:
+    """A drawing as the page sends it: RGBA, black strokes on an opaque white ground."""
+    return drawing_png(lines, mode="RGBA", ground="white")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -131,9 +136,7 @@ class Clients:
         self.seconds = seconds
         self.rate = rate
         self.random = random.Random(seed)
-        # As the page sends them: RGBA, black strokes on an opaque white ground.
-        pngs = [drawing_png(lines, mode="RGBA", ground="white") for lines in STROKES]
-        urls = [data_url(png) for png in pngs]
+        urls = [data_url(page_png(lines)) for lines in STROKES]
         self.predicts = [request_bytes(port, "/api/predict", {"imageBase64": u}) for u in urls]
         self.saves = [
             request_bytes(port, "/hook", {"imageBase64": u, "digit": str(d)})
@@ -326,7 +329,7 @@ def server_pids(master: subprocess.Popen, moto: Moto | None) -> list[int]:
 
 def warm_up(port: int) -> None:
     """Each worker's first predictions set up buffers: make some before the clock starts."""
-    body = json.dumps({"imageBase64": data_url(drawing_png())}).encode()
+    body = json.dumps({"imageBase64": data_url(page_png(STROKES[0]))}).encode()
     for _ in range(40):
         request = urllib.request.Request(
             f"http://{HOST}:{port}/api/predict",
