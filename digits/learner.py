@@ -420,15 +420,24 @@ def learn_net(
         write_markers(storage, net, ids, "rejected", reason=reason, base=work.base_version)
         return Outcome(net, "rejected", work.base_version, reason, scores)
     metrics = publish_metrics(work, base_scores, scores, ids, settings)
-    version = publish(storage, net, candidate, metrics, work.base_version)
+    version = publish(storage, net, candidate, metrics, work.base_version, ref)
     _scores[(net, version, len(work.user_y))] = scores  # the next update's base
     write_markers(storage, net, ids, "learned", version=version)
     return Outcome(net, "published", version, "", scores)
 
 
-def publish(storage: Storage, net: str, model, metrics: dict, base_version: str) -> str:
-    """Raises PreconditionFailed if another trainer published since base_version."""
+def publish(
+    storage: Storage, net: str, model, metrics: dict, base_version: str, ref: Reference
+) -> str:
+    """Raises PreconditionFailed if another trainer published since base_version.
+
+    The card also gets the accuracy of the exported bytes, as the web process serves them
+    (int8 weights), so the Models page shows the same measure for every version.
+    """
     tflite = training.export_tflite(model)
+    if len(ref.test_y):
+        served = training.served_accuracy(tflite, ref.test_x, ref.test_y)
+        metrics = {**metrics, "served_mnist_test_accuracy": served}
     return registry.publish(
         storage, net, tflite, keras_bytes(model), metrics, expected_version=base_version
     )

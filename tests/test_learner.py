@@ -137,6 +137,9 @@ def test_once_learns_corrections_and_publishes(app, corrections):
         metrics = registry.metrics(storage, app.config["MODELS_DIR"], net, current[net])
         assert sorted(metrics["feedback_ids"]) == sorted(corrections)
         assert 0.0 <= metrics["mnist_test_accuracy"] <= 1.0
+        # Measured on the published int8 bytes through LiteRT, the way they are served.
+        served = metrics["served_mnist_test_accuracy"]
+        assert abs(served - metrics["mnist_test_accuracy"]) <= 0.05
     again = run_trainer(app, "--margin", "5")
     assert "published" not in again.output
     assert registry.current(storage) == current
@@ -193,12 +196,12 @@ def test_trainer_that_loses_a_race_retrains_on_the_winner(app, corrections, monk
     storage, models_dir = app.extensions["storage"], app.config["MODELS_DIR"]
     real, rival = learner.publish, {}
 
-    def racing(storage, net, model, metrics, base_version):
+    def racing(storage, net, model, metrics, base_version, ref):
         if net not in rival:  # another trainer publishes first, from the same base
             tflite = registry.load_tflite(storage, models_dir, net, "original")
             keras_file = registry.load_keras_bytes(storage, models_dir, net, "original")
             rival[net] = registry.publish(storage, net, tflite, keras_file, {"feedback_ids": []})
-        return real(storage, net, model, metrics, base_version)
+        return real(storage, net, model, metrics, base_version, ref)
 
     monkeypatch.setattr(learner, "publish", racing)
     result = run_trainer(app, "--margin", "5")
