@@ -88,7 +88,10 @@ def save_drawing(
     try:
         storage.put(meta_key(name), json.dumps(meta).encode(), if_none_match=exclusive)
     except Exception:
-        _forget(storage, image_key(name))
+        # A copy's PNG may be another copy's too, one that committed: keep it. A retry, or
+        # the trainer's backfill, completes the copy under the same name.
+        if exclusive:
+            _forget(storage, image_key(name))
         raise
     return name
 

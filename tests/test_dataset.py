@@ -8,6 +8,8 @@ import zipfile
 
 import pytest
 
+from digits import dataset
+from digits.storage import LocalStorage, StorageError
 from main import create_app
 from tests.conftest import drawing_png
 
@@ -96,3 +98,27 @@ def test_cli_stats_and_export(client, runner, drawing_url, tmp_path):
     archive = zipfile.ZipFile(out)
     assert len([n for n in archive.namelist() if n.endswith(".png")]) == 3
     assert "labels.csv" in archive.namelist()
+
+
+class MetadataRefused(LocalStorage):
+    """A disk that takes every PNG and refuses every metadata file."""
+
+    def put(self, key, data, **kwargs):
+        if key.endswith(".json"):
+            raise StorageError("disk full")
+        return super().put(key, data, **kwargs)
+
+
+def test_a_failed_save_leaves_no_half(tmp_path):
+    storage = MetadataRefused(tmp_path / "s")
+    with pytest.raises(StorageError):
+        dataset.save_drawing(storage, drawing_png(), "3", "collect")
+    assert list(storage.list("drawings/")) == []
+
+
+def test_a_failed_copy_keeps_the_png_another_copy_committed(tmp_path):
+    name = dataset.name_for_prediction("3", "p1")
+    done = dataset.save_drawing(LocalStorage(tmp_path / "s"), drawing_png(), "3", "copy", name=name)
+    with pytest.raises(StorageError):  # a second copy of the same drawing, at the same time
+        dataset.save_drawing(MetadataRefused(tmp_path / "s"), drawing_png(), "3", "copy", name=name)
+    assert dataset.image(LocalStorage(tmp_path / "s"), done) == drawing_png()
