@@ -56,7 +56,12 @@ def parse_request(fields: dict) -> tuple[str, int | None, bool]:
 
 # Predictions are saved by a background writer in the worker that made them; feedback landing
 # on another worker can arrive first, so an unknown id is looked up again briefly before a 404.
-RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+# The writer takes a batch at least every WAKE_SECONDS (0.25 s): the waits add up to 0.64 s,
+# enough for that and for the write itself.
+RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25)
+# Only a batch opened this recently can still be in a writer's queue (a failing write is
+# retried for about 3 s); the margin also covers clocks of different dynos that disagree.
+QUEUED_SECONDS = 10.0
 
 
 def load_prediction(storage: Storage, prediction_id: str) -> dict:
@@ -72,12 +77,12 @@ def load_prediction(storage: Storage, prediction_id: str) -> dict:
 
 
 def could_be_queued(prediction_id: str) -> bool:
-    """Only a well-formed id can belong to a record still in some worker's writer queue."""
+    """Whether the record may still be in some worker's writer queue: a recent id of ours."""
     try:
-        predictions.key_of(prediction_id)
-        return True
+        opened = predictions.opened_at(prediction_id)
     except ValueError:
         return False
+    return abs((datetime.now(UTC) - opened).total_seconds()) < QUEUED_SECONDS
 
 
 def source_of(digit: int | None, prediction: dict) -> str:

@@ -66,6 +66,12 @@ def key_of(prediction_id: str) -> str:
     return batch_key(batch) if record_part else f"{_folder(batch)}/{batch}.json"
 
 
+def opened_at(prediction_id: str) -> datetime:
+    """When the batch holding this prediction opened; ValueError if the id is not ours."""
+    key_of(prediction_id)
+    return datetime.strptime(prediction_id[1:22], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+
+
 def batch_key(name: str) -> str:
     return f"{_folder(name)}/{name}.jsonl"
 

@@ -7,7 +7,9 @@ import io
 import json
 import logging
 import threading
+import time
 import zipfile
+from datetime import UTC, datetime
 
 import pytest
 
@@ -304,3 +306,30 @@ def test_backfill_marks_drawings_copied_before_markers_existed(client, made):
     dataset.delete(storage, "3_p1")  # so a later delete is one too
     assert feedback.backfill_dataset(storage, records) == 0
     assert dataset.names(storage) == []
+
+
+def test_feedback_waits_for_a_prediction_another_worker_is_still_writing(client, monkeypatch):
+    """Another worker's writer takes its batch within WAKE_SECONDS; the feedback waits for it."""
+    pid = predictions.new_id()
+    appears = time.monotonic() + predictions.WAKE_SECONDS + 0.05  # then a quick write
+
+    def load(storage, prediction_id):
+        if prediction_id != pid or time.monotonic() < appears:
+            raise feedback.NotFound(prediction_id)
+        return fake_prediction(pid)
+
+    monkeypatch.setattr(predictions, "load", load)
+    body = {"id": pid, "digit": 3, "consent": False}
+    assert client.post("/api/feedback", json=body).status_code == 202
+
+
+def test_feedback_on_an_old_unknown_prediction_is_404_at_once(client, monkeypatch):
+    waits = []
+    monkeypatch.setattr(feedback.time, "sleep", waits.append)
+    old = predictions.new_id(datetime(2026, 1, 1, tzinfo=UTC))
+    body = {"id": old, "digit": 3, "consent": False}
+    assert client.post("/api/feedback", json=body).status_code == 404
+    assert waits == []  # a batch that old is in no writer's queue: nothing to wait for
+    recent = {**body, "id": predictions.new_id()}
+    assert client.post("/api/feedback", json=recent).status_code == 404
+    assert waits == list(feedback.RETRY_DELAYS)

@@ -237,8 +237,8 @@ def test_fuzz_predict(fuzz_app):
 
 @pytest.mark.slow
 def test_fuzz_feedback(fuzz_app, monkeypatch):
-    # An unknown id is looked up again for ~0.2 s (another worker may still be writing the
-    # prediction); that wait is not what is fuzzed here, and 1,000 of them would take minutes.
+    # An unknown recent id is looked up again for ~0.6 s (another worker may still be writing
+    # the prediction); that wait is not what is fuzzed here, and 1,000 would take minutes.
     monkeypatch.setattr(feedback, "RETRY_DELAYS", ())
     fuzz(*fuzz_app, "/api/feedback", feedback_requests())
 
