@@ -114,6 +114,7 @@ class Results:
     predict_by_second: dict[int, list[float]] = field(default_factory=lambda: defaultdict(list))
     seconds: float = 0.0
     server_cpu: float = 0.0  # CPU seconds of gunicorn (and moto) during the run
+    moto_cpu: float = 0.0  # of which moto's: a real S3 would not spend our cores
     client_cpu: float = 0.0
     stolen: float = 0.0  # share of the machine's CPU time the hypervisor gave to others
     memory_probe: tuple[float, float] = (0.0, 0.0)  # memory_probe_ms() before and after
@@ -258,6 +259,9 @@ class Moto:
 
         boto3.client("s3", endpoint_url=self.endpoint).create_bucket(Bucket=BUCKET)
 
+    def cpu_seconds(self) -> float:
+        return cpu_seconds([self.process.pid])
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
@@ -387,11 +391,13 @@ def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_
             load_before = os.getloadavg()[0]
             probe_before = memory_probe_ms()
             server_cpu = cpu_seconds(server_pids(server, moto))
+            moto_cpu = moto.cpu_seconds() if moto else 0.0
             client_cpu = time.process_time()
             machine = machine_ticks()
             clients = Clients(port, args.clients, args.duration, rate)
             results = asyncio.run(clients.run())
             results.server_cpu = cpu_seconds(server_pids(server, moto)) - server_cpu
+            results.moto_cpu = moto.cpu_seconds() - moto_cpu if moto else 0.0
             results.client_cpu = time.process_time() - client_cpu
             results.stolen = stolen_share(machine, machine_ticks())
             results.memory_probe = (probe_before, memory_probe_ms())
@@ -438,6 +444,7 @@ def summarise(
         "memory_probe": results.memory_probe,
         "server_cpu_ms": results.server_cpu * 1000 / max(1, len(every)),
         "client_cpu_ms": results.client_cpu * 1000 / max(1, len(every)),
+        "moto_cpu_ms": results.moto_cpu * 1000 / max(1, len(every)) if backend == "s3" else None,
         # An estimate: what idle cores could serve at this CPU cost per request, client included.
         "capacity": (os.cpu_count() or 1)
         * predictions
@@ -477,6 +484,10 @@ COLUMNS = [  # (heading, how to show a row's value)
         lambda r: "{:.0f} / {:.0f}".format(*r["memory_probe"]),
     ),
     ("server CPU ms/req", lambda r: f"{r['server_cpu_ms']:.2f}"),
+    (
+        "of it, moto's",
+        lambda r: "–" if r["moto_cpu_ms"] is None else f"{r['moto_cpu_ms']:.2f}",
+    ),
     ("client CPU ms/req", lambda r: f"{r['client_cpu_ms']:.2f}"),
     ("predictions/s this CPU cost allows on idle cores", lambda r: f"{r['capacity']:.0f}"),
 ]
