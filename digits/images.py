@@ -10,10 +10,10 @@ import base64
 import binascii
 import io
 
-import numpy as np
 from PIL import Image
 
 from digits import png as fastpng
+from digits.preprocess import Drawing
 
 CANVAS_SIZE = (200, 200)
 DATA_URL_PREFIX = "data:image/png;base64,"
@@ -26,7 +26,7 @@ class BadInput(ValueError):
     """The request cannot be accepted; the message says why, for the client."""
 
 
-def decode_drawing(value: object) -> tuple[bytes, Image.Image | np.ndarray]:
+def decode_drawing(value: object) -> tuple[bytes, Drawing]:
     """The PNG bytes and the decoded drawing (see `open_png`) of a 200×200 canvas data URL."""
     png = png_bytes_from_data_url(value)
     return png, open_png(png)
@@ -46,7 +46,7 @@ def png_bytes_from_data_url(value: object) -> bytes:
     return png
 
 
-def open_png(png: bytes) -> Image.Image | np.ndarray:
+def open_png(png: bytes) -> Drawing:
     """The canvas's uint8 [200, 200, 3 or 4] pixels if the fast decoder reads it, else an image.
 
     Pixels rather than an image: `preprocess.to_mnist` takes either, and reads a canvas's ink
