@@ -14,7 +14,7 @@ from flask import Flask, abort, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 import functions
-from digits import dataset, logs, malloc, openapi, security
+from digits import dataset, fastpath, logs, malloc, openapi, security
 from digits.auth import admin_required, check_admin
 from digits.images import BadInput, decode_drawing, parse_label
 from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
@@ -32,6 +32,8 @@ ENV_SETTINGS += (
 )
 # Models: how often each worker checks the model pointer; MODEL_WATCH=off stops it
 ENV_SETTINGS += ("MODEL_POLL_SECONDS", "MODEL_WATCH")
+# Serving: FAST_PREDICT=off leaves every prediction to the Flask view (digits/fastpath.py)
+ENV_SETTINGS += ("FAST_PREDICT",)
 JSON_PREFIXES = ("/api/", "/hook", "/healthz")
 
 
@@ -67,6 +69,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_error_handler(StorageUnavailable, storage_unavailable)
     # Production: request log first (it times everything), then headers and limits
     logs.init_app(app)
+    fastpath.init_app(app)  # before security's proxy fix wraps it: it must see the fixed environ
     security.init_app(app)
     openapi.init_app(app)
     app.before_request(check_body)

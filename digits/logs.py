@@ -65,17 +65,21 @@ def start_timer() -> None:
 def log_request(response: Response) -> Response:
     # A request refused before start_timer ran (e.g. by an earlier hook) still gets a line.
     started = g.get("request_started") or time.perf_counter()
-    environ = request.environ
-    rid = request_id(environ)
+    rid = request_id(request.environ)
     response.headers["X-Request-ID"] = rid
-    line = {
+    line_ = line(request.environ, request.path, response.status_code, started, rid)
+    current_app.extensions["request_log"].write(line_)
+    return response
+
+
+def line(environ: dict, path: str, status: int, started: float, rid: str) -> dict:
+    """A request's log line; `started` is its time.perf_counter() on arrival."""
+    return {
         "event": "request",
         "method": environ["REQUEST_METHOD"],
-        "path": request.path,
-        "status": response.status_code,
+        "path": path,
+        "status": status,
         "ms": round((time.perf_counter() - started) * 1000, 2),
-        "client": request.remote_addr,
+        "client": environ.get("REMOTE_ADDR"),
         "request_id": rid,
     }
-    current_app.extensions["request_log"].write(line)
-    return response

@@ -189,9 +189,13 @@ def check_rate_limit() -> Response | None:
 def add_security_headers(response: Response) -> Response:
     # One pass over the headers, not one per name: this runs on every response.
     present = {name.lower() for name in response.headers.keys()}
-    for name, value in SECURITY_HEADERS.items():
+    for name, value in response_headers(request.is_secure):
         if name.lower() not in present:
             response.headers.add(name, value)
-    if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", HSTS)
     return response
+
+
+def response_headers(secure: bool) -> list[tuple[str, str]]:
+    """The security headers every response carries; HSTS only over HTTPS."""
+    pairs = list(SECURITY_HEADERS.items())
+    return [*pairs, ("Strict-Transport-Security", HSTS)] if secure else pairs

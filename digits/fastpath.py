@@ -1,0 +1,108 @@
+"""POST /api/predict without Flask's per-request machinery: the request that is most of the load.
+
+Under load, Flask's request and response objects, routing and hooks cost about an eighth of the
+server CPU a prediction takes (bench/load.py, on the same machine at the same time). This WSGI
+layer answers the one plain case itself: a JSON body that holds a drawing which decodes. It calls
+the same code the Flask view calls (`predictions.recognise`), and it writes the same JSON, headers
+and log line; tests compare its answers with Flask's.
+
+Flask alone decides every other answer. Anything else goes to it untouched, with the body put back:
+other routes, a form, an oversized or unsized body, JSON that is not an object, a drawing that does
+not decode, nets that cannot load, a request that CORS has to answer, debug mode. No side effect
+happens before that hand-over.
+
+`FAST_PREDICT=off` turns the layer off, which leaves the Flask view to answer every prediction.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Iterable
+
+from flask import Flask
+
+import functions
+from digits import logs, predictions, security
+from digits.images import BadInput, decode_drawing
+
+PATH = "/api/predict"
+WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+def init_app(app: Flask) -> None:
+    """Put the layer right around Flask, inside any proxy fix, so it sees the fixed environ."""
+    app.config.setdefault("FAST_PREDICT", True)
+    if str(app.config["FAST_PREDICT"]).lower() not in ("0", "off", "false", ""):
+        app.wsgi_app = FastPredict(app, app.wsgi_app)
+
+
+class FastPredict:
+    """The WSGI layer: `__call__` answers a plain prediction, or hands the request to Flask."""
+
+    def __init__(self, app: Flask, flask_wsgi: WSGIApp) -> None:
+        self.app = app
+        self.flask_wsgi = flask_wsgi
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if not self.takes(environ):
+            return self.flask_wsgi(environ, start_response)
+        started = time.perf_counter()
+        body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        drawing = self.drawing(body)
+        recognizer = self.recognizer() if drawing is not None else None
+        if recognizer is None:
+            environ["wsgi.input"] = io.BytesIO(body)  # Flask reads it as if nobody had
+            return self.flask_wsgi(environ, start_response)
+        try:
+            found = predictions.recognise(recognizer, self.app.extensions["storage"], *drawing)
+        except Exception:  # a bug: Flask runs the view again and answers (and logs) its 500
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.flask_wsgi(environ, start_response)
+        return self.answer(environ, start_response, found, started)
+
+    def takes(self, environ: dict) -> bool:
+        """Only a POST of a sized JSON body within the limit, with nothing for CORS to do."""
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return False
+        mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        length = environ.get("CONTENT_LENGTH", "")
+        if mimetype != "application/json" or not length.isdigit():
+            return False
+        limit = self.app.config["MAX_CONTENT_LENGTH"]
+        if limit is not None and int(length) > limit:
+            return False
+        if ("POST", PATH) in self.app.extensions.get("rate_limiters", {}):
+            return False  # predictions are not limited today; if they are, Flask does it
+        cors = "HTTP_ORIGIN" in environ and security.cors_origins(self.app)
+        return not (cors or self.app.debug or self.app.json.compact is False)
+
+    def drawing(self, body: bytes) -> tuple | None:
+        """(png, decoded) if the body is a JSON object with a drawing that decodes, else None."""
+        try:
+            fields = json.loads(body)
+            if not isinstance(fields, dict):
+                return None
+            return decode_drawing(fields.get("imageBase64"))
+        except (ValueError, BadInput):  # JSON and Unicode errors are ValueErrors
+            return None
+
+    def recognizer(self) -> functions.Recognizer | None:
+        try:
+            return self.app.extensions["models"].recognizer()
+        except functions.ModelsUnavailable:  # Flask's handler answers 503
+            return None
+
+    def answer(self, environ: dict, start_response: Callable, found: dict, started: float):
+        """What `jsonify(found)` and the after-request hooks would send, written directly."""
+        text = (self.app.json.dumps(found, separators=(",", ":")) + "\n").encode()
+        headers = [("Content-Type", self.app.json.mimetype), ("Content-Length", str(len(text)))]
+        headers += security.response_headers(environ.get("wsgi.url_scheme") in ("https", "wss"))
+        log = self.app.extensions.get("request_log")
+        if log is not None:
+            rid = logs.request_id(environ)
+            headers.append(("X-Request-ID", rid))
+            log.write(logs.line(environ, PATH, 200, started, rid))
+        start_response("200 OK", headers)
+        return [text]
