@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from digits import registry
+from digits import registry, settings
 from digits.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -290,5 +290,5 @@ def service_for(config: dict, storage: Storage) -> ModelService:
         storage,
         config["MODELS_DIR"],
         poll_seconds=float(config.get("MODEL_POLL_SECONDS") or 2.0),
-        watch=str(watch).lower() not in ("0", "false", "off", ""),
+        watch=settings.is_on(watch),
     )

@@ -20,6 +20,8 @@ from typing import TextIO
 
 from flask import Flask, Response, current_app, g, request
 
+from digits import settings
+
 # Heroku's ids are UUIDs; accept anything id-like but nothing that could forge a log line.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,200}")
 
@@ -45,7 +47,7 @@ class RequestLog:
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("LOG_REQUESTS", True)
-    if str(app.config["LOG_REQUESTS"]).lower() in ("0", "off", "false", ""):
+    if not settings.is_on(app.config["LOG_REQUESTS"]):
         return
     app.extensions["request_log"] = RequestLog()
     app.before_request(start_timer)
@@ -67,8 +69,8 @@ def log_request(response: Response) -> Response:
     started = g.get("request_started") or time.perf_counter()
     rid = request_id(request.environ)
     response.headers["X-Request-ID"] = rid
-    line_ = line(request.environ, request.path, response.status_code, started, rid)
-    current_app.extensions["request_log"].write(line_)
+    entry = line(request.environ, request.path, response.status_code, started, rid)
+    current_app.extensions["request_log"].write(entry)
     return response
 
 
