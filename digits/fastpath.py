@@ -8,8 +8,9 @@ and log line; tests compare its answers with Flask's.
 
 Flask alone decides every other answer. Anything else goes to it untouched, with the body put back:
 other routes, a form, an oversized or unsized body, JSON that is not an object, a drawing that does
-not decode, nets that cannot load, a request that CORS has to answer, debug mode. No side effect
-happens before that hand-over.
+not decode, nets that cannot load, a request that CORS has to answer, debug mode. Nothing is
+stored before that hand-over. The one exception is a bug inside `recognise` itself: Flask then
+runs the view again to answer its 500, and the prediction's record may be queued twice.
 
 `FAST_PREDICT=off` turns the layer off, which leaves the Flask view to answer every prediction.
 """
@@ -24,8 +25,9 @@ from collections.abc import Callable, Iterable
 from flask import Flask
 
 import functions
-from digits import logs, predictions, security
+from digits import logs, predictions, security, settings
 from digits.images import BadInput, decode_drawing
+from digits.preprocess import Drawing
 
 PATH = "/api/predict"
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
@@ -34,7 +36,7 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 def init_app(app: Flask) -> None:
     """Put the layer right around Flask, inside any proxy fix, so it sees the fixed environ."""
     app.config.setdefault("FAST_PREDICT", True)
-    if str(app.config["FAST_PREDICT"]).lower() not in ("0", "off", "false", ""):
+    if settings.is_on(app.config["FAST_PREDICT"]):
         app.wsgi_app = FastPredict(app, app.wsgi_app)
 
 
@@ -78,7 +80,7 @@ class FastPredict:
         cors = "HTTP_ORIGIN" in environ and security.cors_origins(self.app)
         return not (cors or self.app.debug or self.app.json.compact is False)
 
-    def drawing(self, body: bytes) -> tuple | None:
+    def drawing(self, body: bytes) -> tuple[bytes, Drawing] | None:
         """(png, decoded) if the body is a JSON object with a drawing that decodes, else None."""
         try:
             fields = json.loads(body)
