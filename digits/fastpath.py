@@ -55,14 +55,16 @@ class FastPredict:
         drawing = self.drawing(body)
         recognizer = self.recognizer() if drawing is not None else None
         if recognizer is None:
-            environ["wsgi.input"] = io.BytesIO(body)  # Flask reads it as if nobody had
-            return self.flask_wsgi(environ, start_response)
+            return self.to_flask(environ, start_response, body)
         try:
             found = predictions.recognise(recognizer, self.app.extensions["storage"], *drawing)
         except Exception:  # a bug: Flask runs the view again and answers (and logs) its 500
-            environ["wsgi.input"] = io.BytesIO(body)
-            return self.flask_wsgi(environ, start_response)
+            return self.to_flask(environ, start_response, body)
         return self.answer(environ, start_response, found, started)
+
+    def to_flask(self, environ: dict, start_response: Callable, body: bytes) -> Iterable[bytes]:
+        environ["wsgi.input"] = io.BytesIO(body)  # Flask reads it as if nobody had
+        return self.flask_wsgi(environ, start_response)
 
     def takes(self, environ: dict) -> bool:
         """Only a POST of a sized JSON body within the limit, and only with CORS off: flask-cors
