@@ -46,6 +46,9 @@ class FastPredict:
     def __init__(self, app: Flask, flask_wsgi: WSGIApp) -> None:
         self.app = app
         self.flask_wsgi = flask_wsgi
+        # Read once, as flask-cors reads it once: it adds its headers to every answer when
+        # origins are set, Origin header or not, so then Flask answers every prediction.
+        self.cors = bool(security.cors_origins(app))
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if not self.takes(environ):
@@ -67,8 +70,7 @@ class FastPredict:
         return self.flask_wsgi(environ, start_response)
 
     def takes(self, environ: dict) -> bool:
-        """Only a POST of a sized JSON body within the limit, and only with CORS off: flask-cors
-        adds its headers to every answer when origins are set, Origin header or not."""
+        """Only a POST of a sized JSON body within the limit, and only with CORS off."""
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return False
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
@@ -80,8 +82,7 @@ class FastPredict:
             return False
         if ("POST", PATH) in self.app.extensions.get("rate_limiters", {}):
             return False  # predictions are not limited today; if they are, Flask does it
-        cors = security.cors_origins(self.app)
-        return not (cors or self.app.debug or self.app.json.compact is False)
+        return not (self.cors or self.app.debug or self.app.json.compact is False)
 
     def drawing(self, body: bytes) -> tuple[bytes, Drawing] | None:
         """(png, decoded) if the body is a JSON object with a drawing that decodes, else None."""
