@@ -12,6 +12,7 @@ from pathlib import Path
 
 from flask import Flask, abort, current_app, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import get_content_length
 
 import functions
 from digits import dataset, fastpath, logs, malloc, openapi, security
@@ -70,6 +71,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     # Production: request log first (it times everything), then headers and limits
     logs.init_app(app)
     fastpath.init_app(app)  # before security's proxy fix wraps it: it must see the fixed environ
+    size_chunked_bodies(app)  # outside the fast path, which takes only sized bodies
     security.init_app(app)
     openapi.init_app(app)
     app.before_request(check_body)
@@ -129,9 +131,33 @@ def check_body() -> None:
         abort(415, "send JSON (application/json) or a form (application/x-www-form-urlencoded)")
 
 
+def size_chunked_bodies(app: Flask) -> None:
+    """Give a chunked body a length, so that check_body refuses it when it is too large.
+
+    werkzeug reads a body that has no Content-Length up to MAX_CONTENT_LENGTH and then stops
+    without a word, so an oversized upload would be parsed cut short (and a form saved).
+    Reading one byte past the limit tells the two apart.
+    """
+    inner = app.wsgi_app
+
+    def wsgi_app(environ: dict, start_response):
+        if environ.get("wsgi.input_terminated") and get_content_length(environ) is None:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            body = environ["wsgi.input"].read(-1 if limit is None else limit + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)  # werkzeug ignores the length if chunked
+        return inner(environ, start_response)
+
+    app.wsgi_app = wsgi_app
+
+
 def request_fields() -> dict:
     if request.mimetype == "application/json":
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the parser goes: not a drawing either
+            data = None
         if not isinstance(data, dict):
             raise BadInput("the body is not a JSON object")
         return data

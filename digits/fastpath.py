@@ -91,7 +91,7 @@ class FastPredict:
             if not isinstance(fields, dict):
                 return None
             return decode_drawing(fields.get("imageBase64"))
-        except (ValueError, BadInput):  # JSON and Unicode errors are ValueErrors
+        except (ValueError, BadInput, RecursionError):  # JSON and Unicode errors: ValueErrors
             return None
 
     def recognizer(self) -> functions.Recognizer | None:

@@ -6,11 +6,14 @@ import base64
 import io
 import json
 import zlib
+from urllib.parse import urlencode
 
 import pytest
 from PIL import Image
 
 from tests.conftest import data_url, drawing_png
+
+FORM = "application/x-www-form-urlencoded"
 
 
 def stored_files(storage_dir):
@@ -134,6 +137,44 @@ def test_body_over_one_megabyte_gets_413(client, storage_dir):
     ):
         assert response.status_code == 413
         assert "larger than" in response.json["error"]
+    assert stored_files(storage_dir) == []
+
+
+def chunked_post(client, path: str, body: bytes, content_type: str):
+    """A POST as gunicorn hands over a chunked one: no Content-Length, the stream terminated."""
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        content_type=content_type,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_chunked_body_over_one_megabyte_gets_413_not_a_cut_save(client, storage_dir, drawing_url):
+    # The drawing and label come first, so a body cut at the limit would still save.
+    fields = {"digit": "3", "imageBase64": drawing_url, "pad": "A" * (1024 * 1024)}
+    form = urlencode(fields).encode()
+    for body, kind in ((form, FORM), (json.dumps(fields).encode(), "application/json")):
+        response = chunked_post(client, "/hook", body, kind)
+        assert response.status_code == 413
+        assert "larger than" in response.json["error"]
+    assert stored_files(storage_dir) == []
+
+
+def test_chunked_body_within_the_limit_is_saved(client, storage_dir, drawing_url):
+    form = urlencode({"digit": "3", "imageBase64": drawing_url}).encode()
+    assert chunked_post(client, "/hook", form, FORM).status_code == 201
+    body = json.dumps({"digit": "4", "imageBase64": drawing_url}).encode()
+    assert chunked_post(client, "/hook", body, "application/json").status_code == 201
+    assert len([f for f in stored_files(storage_dir) if f.endswith(".png")]) == 2
+
+
+def test_json_nested_too_deep_gets_400(client, storage_dir):
+    deep = "[" * 5000 + "]" * 5000  # 10 kB, past the JSON parser's recursion limit
+    response = client.post("/hook", data=deep, content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON object" in response.json["error"]
     assert stored_files(storage_dir) == []
 
 
