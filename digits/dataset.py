@@ -20,6 +20,9 @@ from digits.storage import NotFound, Storage
 
 PREFIX = "drawings/"
 LABELS = [str(d) for d in range(10)] + ["none"]  # "none": the user said it is not a digit
+# Names made here have at most 44 characters; a longer one is not ours (and one past 255
+# bytes is not even a file name a disk can hold).
+MAX_NAME = 100
 
 
 def new_name(label: str) -> str:
@@ -46,7 +49,8 @@ def name_for_prediction(label: str, prediction_id: str) -> str:
 
 def label_of(name: str) -> str:
     label = name.split("_", 1)[0]
-    if label not in LABELS or "/" in name or not name.replace("_", "").isalnum():
+    bad_form = "/" in name or not name.replace("_", "").isalnum() or len(name) > MAX_NAME
+    if label not in LABELS or bad_form:
         raise ValueError(f"not a drawing name: {name!r}")
     return label
 

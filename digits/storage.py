@@ -6,6 +6,7 @@ through `Storage`, so the whole dataset and every model can be rebuilt from it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import itertools
@@ -104,26 +105,31 @@ class LocalStorage:
         durable: bool = True,
     ) -> str:
         path = self._path(key)
-        try:
+        with _disk_errors(key):
             tmp = self._write_temp(path, data, durable)
-        except FileNotFoundError:  # the first key in its folder
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._write_temp(path, data, durable)
-        try:
-            if if_none_match:
-                self._link_new(tmp, path)
-            elif if_match is not None:
-                self._replace_if_match(tmp, path, if_match)
-            else:
-                os.replace(tmp, path)
-            if durable:
-                _fsync_dir(path.parent)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            try:
+                if if_none_match:
+                    self._link_new(tmp, path)
+                elif if_match is not None:
+                    self._replace_if_match(tmp, path, if_match)
+                else:
+                    os.replace(tmp, path)
+                if durable:
+                    _fsync_dir(path.parent)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
         return etag_of(data)
 
     def _write_temp(self, path: Path, data: bytes, durable: bool) -> str:
+        """A temp file beside `path` holding `data`, in a folder made if it is the first."""
+        try:
+            return self._write_temp_file(path, data, durable)
+        except FileNotFoundError:  # the first key in its folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return self._write_temp_file(path, data, durable)
+
+    def _write_temp_file(self, path: Path, data: bytes, durable: bool) -> str:
         # Unique without mkstemp's slower name loop; the random part covers a recycled pid
         # meeting the temp file its killed namesake left behind.
         tmp = f"{path.parent}/.tmp-{os.getpid()}-{next(_temp_numbers)}-{os.urandom(4).hex()}"
@@ -161,10 +167,11 @@ class LocalStorage:
             os.replace(tmp, path)
 
     def get(self, key: str) -> Blob:
-        try:
-            data = self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise NotFound(key) from None
+        with _disk_errors(key):
+            try:
+                data = self._path(key).read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise NotFound(key) from None
         return Blob(data, etag_of(data))
 
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -182,10 +189,8 @@ class LocalStorage:
         yield from sorted(keys)
 
     def delete(self, key: str) -> None:
-        try:
+        with _disk_errors(key), contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
-        except FileNotFoundError:
-            pass
 
     def ping(self) -> None:
         try:
@@ -194,6 +199,16 @@ class LocalStorage:
             raise StorageUnavailable(str(e)) from e
         if not os.access(self.root, os.W_OK):
             raise StorageUnavailable(f"{self.root} is not writable")
+
+
+@contextlib.contextmanager
+def _disk_errors(key: str) -> Iterator[None]:
+    """The disk's own failures (full, read-only, no permission, its folder a file) as
+    StorageUnavailable, as S3's are: callers answer 503, and nothing counts as saved."""
+    try:
+        yield
+    except OSError as e:
+        raise StorageUnavailable(f"{key}: {e.strerror or e}") from e
 
 
 def _fsync_dir(path: Path) -> None:

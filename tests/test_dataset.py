@@ -43,15 +43,24 @@ def test_gallery_rejects_bad_label(client):
     assert client.get("/api/dataset?label=12").status_code == 400
 
 
-def test_unknown_image_is_404(client):
-    assert client.get("/api/dataset/image/3_nope_abc").status_code == 404
+def test_unknown_image_is_404(client, drawing_url):
+    save(client, drawing_url, 7)  # its folder exists: a look-up there reaches the disk
+    assert client.get("/api/dataset/image/7_nope_abc").status_code == 404
     assert client.get("/api/dataset/image/..%2Fetc").status_code == 404
+    # Longer than a file name can be: still just not a drawing of ours.
+    assert client.get(f"/api/dataset/image/7_{'a' * 300}").status_code == 404
 
 
 @pytest.fixture
 def admin_client(storage_dir):
     app = create_app({"TESTING": True, "STORAGE_URL": str(storage_dir), "ADMIN_TOKEN": "s3cret"})
     return app.test_client()
+
+
+def test_deleting_a_name_too_long_to_be_ours_is_404(admin_client, drawing_url):
+    save(admin_client, drawing_url, 7)
+    right = {"Authorization": "Bearer s3cret"}
+    assert admin_client.delete(f"/api/dataset/7_{'a' * 300}", headers=right).status_code == 404
 
 
 def test_admin_endpoints_are_off_without_token(client, drawing_url):

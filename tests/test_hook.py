@@ -233,6 +233,18 @@ def test_hook_saves_to_s3(s3_app, s3_server, s3_url, drawing_url):
     assert meta["label"] == "2"
 
 
+def test_a_failing_disk_gives_503_and_no_false_ok(drawing_url, tmp_path):
+    from main import create_app
+
+    (tmp_path / "file").write_text("not a folder")
+    app = create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "file" / "storage")})
+    client = app.test_client()
+    response = client.post("/hook", data={"imageBase64": drawing_url, "digit": "2"})
+    assert response.status_code == 503
+    assert "nothing was saved" in response.json["error"]
+    assert client.get("/healthz").json["storage"] == "unavailable"
+
+
 def test_s3_down_gives_503_and_no_false_ok(drawing_url, tmp_path):
     from main import create_app
 

@@ -100,6 +100,17 @@ def test_local_write_leaves_no_temp_files(tmp_path):
     ]
 
 
+def test_a_failing_disk_is_unavailable(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    store = LocalStorage(tmp_path / "file" / "storage")  # the disk refuses every write here
+    with pytest.raises(StorageUnavailable):
+        store.put("d/k", b"x")
+    with pytest.raises(StorageUnavailable):
+        store.delete("d/k")
+    with pytest.raises(NotFound):
+        store.get("d/k")
+
+
 def test_open_storage_selects_backend(tmp_path):
     assert isinstance(open_storage(str(tmp_path)), LocalStorage)
     assert isinstance(open_storage(f"file://{tmp_path}"), LocalStorage)
