@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 from flask import Flask, abort, current_app, jsonify, request, send_file
-from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_content_length
 
 import functions
@@ -35,7 +34,6 @@ ENV_SETTINGS += (
 ENV_SETTINGS += ("MODEL_POLL_SECONDS", "MODEL_WATCH")
 # Serving: FAST_PREDICT=off leaves every prediction to the Flask view (digits/fastpath.py)
 ENV_SETTINGS += ("FAST_PREDICT",)
-JSON_PREFIXES = ("/api/", "/hook", "/healthz")
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -65,7 +63,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     # Admin routes refuse strangers before check_body reads (or rejects) the body.
     app.before_request(guard_model_admin)
     register_cli(app)
-    app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(BadInput, lambda e: (jsonify(error=str(e)), 400))
     app.register_error_handler(StorageUnavailable, storage_unavailable)
     # Production: request log first (it times everything), then headers and limits
@@ -104,12 +101,6 @@ def storage() -> Storage:
     return current_app.extensions["storage"]
 
 
-def http_error(error: HTTPException):
-    if not request.path.startswith(JSON_PREFIXES):
-        return error
-    return jsonify(error=error.description), error.code
-
-
 def storage_unavailable(error: StorageUnavailable):
     current_app.logger.error("storage unavailable: %s", error)
     message = "storage is unavailable right now; nothing was saved, please try again"
@@ -118,8 +109,8 @@ def storage_unavailable(error: StorageUnavailable):
 
 def check_body() -> None:
     """Refuse oversized and unsupported bodies before anything reads them."""
-    if request.method not in ("POST", "PUT", "PATCH"):
-        return
+    if request.method not in ("POST", "PUT", "PATCH") or request.routing_exception is not None:
+        return  # no such route, or not this method: Flask's 404 or 405 says so
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
         abort(413, f"the request body is larger than {limit // 1024} KB")
@@ -289,7 +280,8 @@ def models() -> functions.ModelService:
 
 
 def guard_model_admin() -> None:
-    if request.endpoint == "models_rollback":
+    # A browser's CORS preflight carries no token: flask-cors answers it.
+    if request.endpoint == "models_rollback" and request.method != "OPTIONS":
         check_admin()
 
 

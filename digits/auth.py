@@ -7,6 +7,8 @@ import hmac
 from collections.abc import Callable
 
 from flask import abort, current_app, request
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
 
 
 def admin_required(view: Callable) -> Callable:
@@ -24,7 +26,8 @@ def check_admin() -> None:
         abort(403, "admin endpoints are off: set ADMIN_TOKEN to enable them")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
-        abort(401, "admin token required: send Authorization: Bearer <ADMIN_TOKEN>")
+        message = "admin token required: send Authorization: Bearer <ADMIN_TOKEN>"
+        raise Unauthorized(message, www_authenticate=WWWAuthenticate("bearer"))
     # compare_digest: the time taken must not reveal how much of the token matched.
     if not hmac.compare_digest(given.strip().encode(), expected.encode()):
         abort(403, "wrong admin token")

@@ -193,8 +193,10 @@ def _wants_json() -> bool:
 
 @bp.app_errorhandler(HTTPException)
 def _http_error(error: HTTPException):
-    # The API speaks JSON even when it fails; people get a page with a way back.
+    # The API speaks JSON even when it fails; people get a page with a way back. Either keeps
+    # the error's own headers (Allow, WWW-Authenticate, Content-Range).
+    headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
     if _wants_json():
-        return jsonify(error=error.description), error.code
+        return jsonify(error=error.description), error.code, headers
     template = "errors/404.html" if error.code == 404 else "errors/error.html"
-    return render_template(template, error=error, page=None), error.code
+    return render_template(template, error=error, page=None), error.code, headers

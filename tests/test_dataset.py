@@ -57,6 +57,13 @@ def admin_client(storage_dir):
     return app.test_client()
 
 
+def test_a_range_past_the_end_gets_416_with_content_range(client, drawing_url):
+    name = save(client, drawing_url, 7)
+    response = client.get(f"/api/dataset/image/{name}", headers={"Range": "bytes=99999-"})
+    assert response.status_code == 416
+    assert response.headers["Content-Range"].startswith("bytes */")
+
+
 def test_deleting_a_name_too_long_to_be_ours_is_404(admin_client, drawing_url):
     save(admin_client, drawing_url, 7)
     right = {"Authorization": "Bearer s3cret"}

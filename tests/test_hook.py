@@ -190,6 +190,21 @@ def test_get_is_not_allowed_and_answers_json(client):
     response = client.get("/hook")
     assert response.status_code == 405
     assert "error" in response.json
+    assert "POST" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("PUT", "/api/predict", 405),
+        ("POST", "/api/stats", 405),
+        ("POST", "/api/nothing", 404),
+        ("POST", "/nothing", 404),
+    ],
+)
+def test_a_wrong_route_or_method_is_named_before_the_body(client, method, path, status):
+    response = client.open(path, method=method, data="x", content_type="text/plain")
+    assert response.status_code == status  # not 415 for the body's type
 
 
 def test_transparent_canvas_is_accepted(client, storage_dir):

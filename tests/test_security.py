@@ -236,6 +236,7 @@ def test_admin_endpoints_are_guarded(storage_dir, method, path):
     client = make_app(storage_dir, ADMIN_TOKEN=TOKEN).test_client()
     missing = client.open(path, method=method)
     assert missing.status_code == 401 and "error" in missing.json
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
     wrong_scheme = client.open(path, method=method, headers={"Authorization": f"Basic {TOKEN}"})
     assert wrong_scheme.status_code == 401
     wrong = client.open(path, method=method, headers={"Authorization": "Bearer nope"})
@@ -244,6 +245,23 @@ def test_admin_endpoints_are_guarded(storage_dir, method, path):
     assert prefix.status_code == 403
     right = client.open(path, method=method, headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status_code not in (401, 403)
+
+
+@pytest.mark.parametrize("method,path", ADMIN_ENDPOINTS)
+def test_admin_endpoints_answer_an_allowed_sites_preflight(storage_dir, method, path):
+    # A browser sends no token with its preflight; only the request itself must carry one.
+    app = make_app(storage_dir, ADMIN_TOKEN=TOKEN, CORS_ORIGINS="https://a.example")
+    preflight = app.test_client().options(
+        path,
+        headers={
+            "Origin": "https://a.example",
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "Authorization, Content-Type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://a.example"
+    assert method in preflight.headers["Access-Control-Allow-Methods"]
 
 
 # --- secrets ---------------------------------------------------------------------------
