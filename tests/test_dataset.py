@@ -20,6 +20,14 @@ def save(client, url, digit):
     return response.json["name"]
 
 
+def test_counts_include_drawings_that_are_not_digits(app, client, drawing_url):
+    save(client, drawing_url, 3)
+    dataset.save_drawing(app.extensions["storage"], drawing_png(), "none", "feedback")
+    body = client.get("/api/dataset/counts").json
+    assert body["counts"]["none"] == 1 and body["counts"]["3"] == 1
+    assert sum(body["counts"].values()) == body["total"] == 2
+
+
 def test_counts_and_gallery(client, drawing_url):
     names = [save(client, drawing_url, d) for d in (3, 3, 5)]
     counts = client.get("/api/dataset/counts").json
