@@ -83,25 +83,54 @@ SCHEMAS = {
     },
     "NetAnswer": {
         "type": "object",
+        "required": ["digit", "probabilities", "version"],
         "properties": {
             "digit": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
             "probabilities": {
-                "type": "array",
+                "description": "one per digit 0–9; null for an empty canvas",
+                "type": ["array", "null"],
                 "items": {"type": "number"},
                 "minItems": 10,
                 "maxItems": 10,
             },
+            "version": {"type": "string", "description": "the net's version that answered"},
         },
     },
     "Prediction": {
         "type": "object",
+        "required": ["id", "empty", "fnn", "cnn", "preview", "versions"],
         "properties": {
             "id": {"type": "string", "description": "quote it in POST /api/feedback"},
             "empty": {"type": "boolean", "description": "true when the canvas holds no ink"},
             "fnn": ref("NetAnswer"),
             "cnn": ref("NetAnswer"),
             "preview": {"type": "string", "description": "the 28×28 input as a data: URL"},
-            "versions": {"type": "object", "additionalProperties": {"type": "string"}},
+            "versions": {
+                "type": "object",
+                "description": "per net: the version serving now, and the one shipped",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["current", "original"],
+                    "properties": {"current": {"type": "string"}, "original": {"type": "string"}},
+                },
+            },
+            "original": {
+                "type": "object",
+                "description": "the shipped nets' answers, only while a net has learned since",
+                "additionalProperties": ref("NetAnswer"),
+            },
+        },
+    },
+    "Counts": {
+        "type": "object",
+        "required": ["counts", "total"],
+        "properties": {
+            "counts": {
+                "description": 'drawings per label, "0"–"9" and "none" (not a digit)',
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+            },
+            "total": {"type": "integer", "minimum": 0},
         },
     },
     "Feedback": {
@@ -150,7 +179,8 @@ PATHS = {
             "requestBody": body(ref("PredictRequest"), JSON, FORM),
             "responses": {
                 "200": json_response("both nets' answers", ref("Prediction")),
-                **{k: v for k, v in ERRORS.items() if k != "503"},
+                **ERRORS,
+                "503": json_response("the nets cannot be loaded right now; try again"),
             },
         }
     },
@@ -176,7 +206,7 @@ PATHS = {
     "/api/dataset/counts": {
         "get": {
             "summary": "Drawings per label",
-            "responses": {"200": json_response("counts and total", {"type": "object"})},
+            "responses": {"200": json_response("counts and total", ref("Counts"))},
         }
     },
     "/api/dataset": {
@@ -244,8 +274,8 @@ PATHS = {
             "requestBody": body(ref("Rollback"), JSON, FORM),
             "responses": {
                 "200": json_response("the new pointer", {"type": "object"}),
-                "400": ERRORS["400"],
                 "404": json_response("the net has no such version"),
+                **ERRORS,
                 **ADMIN_ERRORS,
             },
         }

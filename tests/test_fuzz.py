@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlencode
 
+import jsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -267,3 +268,38 @@ def test_openapi_document_matches_the_routes(client):
     assert served <= documented, f"undocumented: {sorted(served - documented)}"
     for needed in ("/hook", "/api/predict", "/api/feedback", "/api/stats", "/healthz"):
         assert needed in document["paths"]
+
+
+def documented_schema(document: dict, path: str, method: str, status: int) -> dict:
+    response = document["paths"][path][method]["responses"][str(status)]
+    return {**response["content"]["application/json"]["schema"], **document}
+
+
+ANSWERS = [
+    ("/api/predict", "post", {"json": {"imageBase64": GOOD_URL}}),
+    ("/api/predict", "post", {"json": {"imageBase64": data_url(drawing_png(lines=()))}}),
+    ("/api/predict", "post", {"json": {"imageBase64": "data:image/png;base64,AAAA"}}),
+    ("/hook", "post", {"json": {"imageBase64": GOOD_URL, "digit": 7}}),
+    ("/hook", "post", {"data": "x", "content_type": "text/plain"}),
+    ("/api/dataset/counts", "get", {}),
+    ("/healthz", "get", {}),
+]
+
+
+@pytest.mark.parametrize("path, method, request_", ANSWERS)
+def test_answers_match_their_documented_schemas(client, path, method, request_):
+    document = client.get("/api/openapi.json").json
+    response = client.open(path, method=method.upper(), **request_)
+    schema = documented_schema(document, path, method, response.status_code)
+    jsonschema.Draft202012Validator(schema).validate(response.json)
+
+
+def test_predictions_by_nets_that_learned_match_the_schema(client, monkeypatch):
+    recognizer = client.application.extensions["models"].recognizer()
+    # As if the nets had learned: the shipped ones answer beside them.
+    monkeypatch.setattr(recognizer, "predict_original", lambda x28: recognizer.predict(x28))
+    document = client.get("/api/openapi.json").json
+    body = client.post("/api/predict", json={"imageBase64": GOOD_URL}).json
+    assert set(body["original"]) == {"fnn", "cnn"}
+    schema = documented_schema(document, "/api/predict", "post", 200)
+    jsonschema.Draft202012Validator(schema).validate(body)
