@@ -195,13 +195,22 @@ def dataset_page():
     label = request.args.get("label") or None
     if label is not None and label not in dataset.LABELS:
         raise BadInput("label must be 0–9 or none")
-    page = request.args.get("page", 1, type=int)
-    per_page = min(max(request.args.get("per_page", 48, type=int), 1), 200)
+    page, per_page = count_arg("page", 1), count_arg("per_page", 48, most=200)
     found = dataset.newest_first(dataset.names(storage(), label))
     pages = max(1, -(-len(found) // per_page))
-    chosen = found[(page - 1) * per_page : page * per_page] if page >= 1 else []
+    chosen = found[(page - 1) * per_page : page * per_page]
     items = [gallery_item(meta) for meta, _ in dataset.iter_drawings(storage(), chosen)]
     return jsonify(items=items, page=page, pages=pages, total=len(found))
+
+
+def count_arg(name: str, default: int, most: int | None = None) -> int:
+    """A whole number from 1 (to `most`) in the query string, else a 400 that says so."""
+    value = request.args.get(name, str(default))
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+        raise BadInput(f"{name} must be a whole number from 1")
+    if most is not None and int(value) > most:
+        raise BadInput(f"{name} must be at most {most}")
+    return int(value)
 
 
 def gallery_item(meta: dict) -> dict:

@@ -51,6 +51,13 @@ def test_gallery_rejects_bad_label(client):
     assert client.get("/api/dataset?label=12").status_code == 400
 
 
+@pytest.mark.parametrize("query", ["page=0", "page=-5", "page=two", "per_page=abc", "per_page=201"])
+def test_gallery_rejects_bad_paging(client, query):
+    response = client.get(f"/api/dataset?{query}")
+    assert response.status_code == 400
+    assert query.split("=")[0] in response.json["error"]
+
+
 def test_unknown_image_is_404(client, drawing_url):
     save(client, drawing_url, 7)  # its folder exists: a look-up there reaches the disk
     assert client.get("/api/dataset/image/7_nope_abc").status_code == 404
