@@ -21,6 +21,7 @@
   var timer = 0;
   var seq = 0;             // every request and every edit bumps this; answers to older numbers are dropped
   var prediction = null;   // the last answer shown, while feedback on it is still possible
+  var sending = false;     // an answer is on its way: keys and buttons must not send a second
 
   var pad = D.setupPad(onEdit);
 
@@ -29,6 +30,7 @@
     seq += 1;              // whatever is in flight now describes an older drawing
     prediction = null;
     hideFeedback();
+    $('#retry').addClass('d-none');
     if (pad.isEmpty()) {
       resetResults();
       D.setStatus($status, 'Draw a digit to start.', 'info');
@@ -39,6 +41,7 @@
 
   function predict() {
     var mine = ++seq;
+    $('#retry').addClass('d-none');
     D.setStatus($status, 'Recognising\u2026', 'busy');
     D.postJSON(urls.predict, { imageBase64: pad.toDataURL() })
       .done(function (answer) {
@@ -47,7 +50,10 @@
       })
       .fail(function (xhr) {
         if (mine !== seq) { return; }
-        // The drawing stays on the pad, so trying again is one stroke or one click away.
+        // The answers on show were for an earlier drawing: clear them. The drawing stays on
+        // the pad, and Try again (or Enter) sends it again.
+        resetResults();
+        $('#retry').removeClass('d-none');
         D.setStatus($status, D.errorMessage(xhr, 'Could not recognise the drawing') +
           ' Your drawing is kept.', 'error');
       });
@@ -158,12 +164,12 @@
     });
     var $answers = $('#feedback-answers').empty();
     if (guesses.length === 1) {
-      $('#feedback-question').text('Right? Is it a ' + guesses[0] + '?');
-      $answers.append(answerButton('Yes, it\u2019s a ' + guesses[0], guesses[0], 'btn-success'));
+      $('#feedback-question').text('Right? Is it ' + D.aDigit(guesses[0]) + '?');
+      $answers.append(answerButton('Yes, it\u2019s ' + D.aDigit(guesses[0]), guesses[0], 'btn-success'));
     } else {
       $('#feedback-question').text('Right? Which one is it?');
       guesses.forEach(function (d) {
-        $answers.append(answerButton('It\u2019s a ' + d, d, 'btn-success'));
+        $answers.append(answerButton('It\u2019s ' + D.aDigit(d), d, 'btn-success'));
       });
     }
     $answers.append($('<button type="button" class="btn btn-outline-danger" id="answer-no">')
@@ -191,9 +197,10 @@
   }
 
   function sendFeedback(digit) {
-    if (!prediction) { return; }
+    if (!prediction || sending) { return; }
     var answered = prediction;
     var consent = $('#consent').prop('checked');
+    sending = true;
     $feedback.find('button').prop('disabled', true);
     D.setStatus($status, 'Sending your answer\u2026', 'busy');
     D.postJSON(urls.feedback, { id: answered.id, digit: digit, consent: consent })
@@ -201,6 +208,7 @@
         if (prediction !== answered) { return; }
         prediction = null;
         hideFeedback();
+        $('#pad').trigger('focus');   // the card that had focus is gone; next comes a drawing
         D.setStatus($status, thanks(digit, consent), 'success');
       })
       .fail(function (xhr) {
@@ -211,11 +219,12 @@
           $feedback.find('button').prop('disabled', false);
         }
         D.setStatus($status, feedbackError(xhr), 'error');
-      });
+      })
+      .always(function () { sending = false; });
   }
 
   function thanks(digit, consent) {
-    var what = digit === null ? 'not a digit' : 'a ' + digit;
+    var what = digit === null ? 'not a digit' : D.aDigit(digit);
     return 'Thanks! Recorded as ' + what + '.' + (consent
       ? ' Your drawing will help the models learn.'
       : ' Your drawing will not be used for training.');
@@ -232,6 +241,7 @@
     sendFeedback(raw === 'none' ? null : Number(raw));
   });
   $feedback.on('click', '#answer-no', openPicker);
+  $('#retry').on('click', predict);
 
   window.DigitPad.bindShortcuts({
     undo: function () { pad.undo(); },
@@ -239,6 +249,9 @@
     // Digit keys answer "which digit was it?" once the picker is open.
     digit: function (n) {
       if (prediction && !$picker.hasClass('d-none')) { sendFeedback(n); }
+    },
+    enter: function () {
+      if (!$('#retry').hasClass('d-none')) { predict(); }
     }
   });
 }(window, window.jQuery));

@@ -26,7 +26,7 @@
 
   function refreshSave() {
     var chosen = label();
-    $('#target-digit').text(chosen === null ? 'digit' : chosen);
+    $('#target-digit').text(chosen === null ? 'a digit' : D.aDigit(chosen));
     $save.prop('disabled', saving || chosen === null || pad.isEmpty());
     $save.text(chosen === null ? 'Pick a digit first' : 'Save as ' + chosen);
   }
@@ -109,10 +109,10 @@
       return;
     }
     var plural = rare + 's';
-    $nudge.append($('<span>').text('We have the fewest ' + plural + ' \u2014 draw a ' + rare + '? '));
+    $nudge.append($('<span>').text('We have the fewest ' + plural + ' \u2014 draw ' + D.aDigit(rare) + '? '));
     if (label() !== String(rare)) {
       $nudge.append($('<button type="button" class="btn btn-sm btn-warning ms-1" id="take-nudge">')
-        .text('Yes, draw a ' + rare).attr('data-digit', rare));
+        .text('Yes, draw ' + D.aDigit(rare)).attr('data-digit', rare));
     }
   }
 

@@ -20,7 +20,7 @@
       try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
     }
     if (body && body.error) {
-      return prefix + body.error + ' (HTTP ' + xhr.status + ')';
+      return prefix + body.error + ' (HTTP ' + xhr.status + ').';
     }
     if (xhr.status >= 500) {
       return prefix + 'the server had a problem (HTTP ' + xhr.status + '). Please try again in a moment.';
@@ -43,6 +43,11 @@
     return $.ajax({ url: url, method: 'GET', data: data, dataType: 'json', timeout: 20000 });
   }
 
+  /* "a 7", but "an 8": the article goes with the digit's spoken name. */
+  function aDigit(d) {
+    return (String(d) === '8' ? 'an ' : 'a ') + d;
+  }
+
   function percent(x, digits) {
     if (x === null || x === undefined || isNaN(x)) { return '\u2013'; }
     return (x * 100).toFixed(digits === undefined ? 0 : digits) + '%';
@@ -53,6 +58,7 @@
     errorMessage: errorMessage,
     postJSON: postJSON,
     getJSON: getJSON,
-    percent: percent
+    percent: percent,
+    aDigit: aDigit
   };
 }(window, window.jQuery));

@@ -14,23 +14,36 @@
   var urls = { dataset: $app.data('dataset-url'), exportZip: $app.data('export-url') };
   var $status = $('#status');
   var $adminStatus = $('#admin-status');
-  var state = { label: '', page: 1, pages: 1 };
+  var state = { label: '', page: 1, pages: 1 };   // the page on show, and how many there are
   var loading = 0;   // request number: a slow older page must not overwrite a newer one
 
-  function load() {
+  /* Show page `page`; the pager waits meanwhile, so quick clicks cannot skip pages. */
+  function load(page) {
     var mine = ++loading;
+    $('#prev, #next').prop('disabled', true);
     D.setStatus($status, 'Loading drawings\u2026', 'busy');
-    D.getJSON(urls.dataset, { label: state.label, page: state.page, per_page: PER_PAGE })
+    D.getJSON(urls.dataset, { label: state.label, page: page, per_page: PER_PAGE })
       .done(function (body) {
         if (mine !== loading) { return; }
         state.pages = body.pages || 1;
+        if (page > state.pages) { load(state.pages); return; }   // drawings were deleted meanwhile
+        state.page = page;
         showGallery(body.items || []);
         showPager(body);
       })
       .fail(function (xhr) {
         if (mine !== loading) { return; }
+        // Whatever is on show belongs to another page or filter: do not pass it off as this one.
+        $('#gallery').empty();
+        $('#page-info').text('');
+        enablePager();
         D.setStatus($status, D.errorMessage(xhr, 'Could not load the drawings'), 'error');
       });
+  }
+
+  function enablePager() {
+    $('#prev').prop('disabled', state.page <= 1);
+    $('#next').prop('disabled', state.page >= state.pages);
   }
 
   function showGallery(items) {
@@ -70,8 +83,7 @@
     }
     $('#page-info').text(body.total ? 'Page ' + body.page + ' of ' + body.pages : '');
     $('#pager').toggleClass('d-none', state.pages <= 1);
-    $('#prev').prop('disabled', state.page <= 1);
-    $('#next').prop('disabled', state.page >= state.pages);
+    enablePager();
   }
 
   /* ---------- admin ---------- */
@@ -163,11 +175,11 @@
   $('#label-filter').on('change', function () {
     state.label = $(this).val();
     state.page = 1;
-    load();
+    load(1);
   });
   $('#filter-form').on('submit', function (event) { event.preventDefault(); });
-  $('#prev').on('click', function () { state.page -= 1; load(); });
-  $('#next').on('click', function () { state.page += 1; load(); });
+  $('#prev').on('click', function () { load(state.page - 1); });
+  $('#next').on('click', function () { load(state.page + 1); });
   $('#admin-form').on('submit', function (event) {
     event.preventDefault();
     setToken($.trim($('#admin-token').val()));
@@ -178,5 +190,5 @@
 
   if (token()) { $('#admin').prop('open', true); }
   showAdmin();
-  load();
+  load(1);
 }(window, window.jQuery));

@@ -112,3 +112,44 @@ def test_phone_canvas_is_sharp(phone_page, live_server):
     assert sizes["ratio"] == 3
     assert abs(sizes["backing"] - sizes["css"] * 3) <= 1, sizes
     assert sizes["css"] <= 390 - 24, "the pad must fit a phone screen"
+
+
+def test_after_a_failure_old_answers_go_and_try_again_resends(page, live_server):
+    page.goto(live_server.url + "/")
+    mouse_draw(page, [[(100, 40), (100, 170)]])
+    expect_answers(page)
+    page.route("**/api/predict", lambda route: route.fulfill(status=500, json={"error": "boom"}))
+    mouse_draw(page, [[(60, 110), (140, 110)]])
+    expect(page.locator("#status")).to_contain_text("boom (HTTP 500). Your drawing is kept.")
+    # The answers on show were for the drawing before this stroke: they are gone.
+    for net in ("fnn", "cnn"):
+        expect(page.locator(f"#net-{net} [data-field=digit]")).to_have_text("?")
+    page.unroute("**/api/predict")
+    expect(page.locator("#retry")).to_be_visible()
+    page.keyboard.press("Enter")  # the same drawing again, no stroke needed
+    expect_answers(page)
+    expect(page.locator("#retry")).to_be_hidden()
+
+
+def test_digit_keys_send_one_answer_while_one_is_on_its_way(page, live_server):
+    sent = []
+    page.on("request", lambda r: sent.append(r) if r.url.endswith("/api/feedback") else None)
+    page.goto(live_server.url + "/")
+    mouse_draw(page, mnist_digit(1))
+    expect_answers(page)
+    page.click("#answer-no")
+    page.keyboard.press("4")
+    page.keyboard.press("5")
+    expect(page.locator("#status")).to_contain_text("Recorded as a 4")
+    assert len(sent) == 1
+    # The card is gone; keyboard focus moves to the drawing area, not the top of the page.
+    assert page.evaluate("document.activeElement.id") == "pad"
+
+
+def test_eight_takes_an(page, live_server):
+    page.goto(live_server.url + "/")
+    mouse_draw(page, mnist_digit(1))
+    expect_answers(page)
+    page.click("#answer-no")
+    page.locator('#picker button[data-answer="8"]').click()
+    expect(page.locator("#status")).to_contain_text("Recorded as an 8.")

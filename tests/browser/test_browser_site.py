@@ -161,3 +161,28 @@ def test_every_page_loads_and_screenshots(browser, live_server, screenshots_dir,
             page.screenshot(path=screenshots_dir / f"{device}-{name}.png", full_page=True)
     finally:
         context.close()
+
+
+def test_dataset_pager_moves_one_page_at_a_time(page, live_server):
+    page.goto(live_server.url + "/collect")
+    for label in (1, 2, 3):
+        mouse_draw(page, SEVEN)
+        save_drawing(page, label)
+
+    def one_per_page(route):  # three drawings make three pages of one
+        route.continue_(url=route.request.url.replace("per_page=48", "per_page=1"))
+
+    page.route("**/api/dataset?*", one_per_page)
+    page.goto(live_server.url + "/dataset")
+    expect(page.locator("#page-info")).to_contain_text("Page 1 of")
+    pages = int(page.locator("#page-info").inner_text().split()[-1])
+    page.locator("#next").dblclick()
+    expect(page.locator("#page-info")).to_have_text(f"Page 2 of {pages}")
+    page.wait_for_timeout(300)
+    expect(page.locator("#page-info")).to_have_text(f"Page 2 of {pages}")
+    for _ in range(pages + 2):  # more clicks than pages: it stops at the last
+        if page.locator("#next").is_enabled():
+            page.locator("#next").click()
+        page.wait_for_timeout(100)
+    expect(page.locator("#page-info")).to_have_text(f"Page {pages} of {pages}")
+    expect(page.locator("#gallery figure")).to_have_count(1)
