@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 
@@ -81,6 +81,12 @@ def about():
 def models():
     cards = {net: load_model_card(net) for net in NETS}
     return render_template("models.html", page="models", cards=cards)
+
+
+@bp.route("/favicon.ico")
+def favicon():
+    # Browsers ask for it on pages that name no icon, such as /api/openapi.json.
+    return redirect(url_for("static", filename="img/favicon.svg"), 301)
 
 
 @bp.route("/internals")

@@ -214,7 +214,9 @@
       .fail(function (xhr) {
         if (prediction !== answered) { return; }
         if (xhr.status === 409 || xhr.status === 404) {
-          prediction = null;   // answering again cannot succeed
+          prediction = null;   // answering again cannot succeed: no card with dead buttons
+          hideFeedback();
+          $('#pad').trigger('focus');
         } else {
           $feedback.find('button').prop('disabled', false);
         }

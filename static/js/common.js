@@ -12,6 +12,9 @@
   /* A sentence a person can act on, for a failed jQuery request. */
   function errorMessage(xhr, what) {
     var prefix = what ? what + ': ' : '';
+    if (xhr && xhr.statusText === 'timeout') {
+      return prefix + 'the server took too long to answer. Please try again in a moment.';
+    }
     if (!xhr || xhr.status === 0) {
       return prefix + 'can\u2019t reach the server. Check your connection and try again.';
     }

@@ -153,3 +153,27 @@ def test_eight_takes_an(page, live_server):
     page.click("#answer-no")
     page.locator('#picker button[data-answer="8"]').click()
     expect(page.locator("#status")).to_contain_text("Recorded as an 8.")
+
+
+def test_an_answer_the_server_refuses_closes_the_question(page, live_server):
+    page.goto(live_server.url + "/")
+    mouse_draw(page, mnist_digit(1))
+    expect_answers(page)
+    page.route(
+        "**/api/feedback",
+        lambda route: route.fulfill(status=409, json={"error": "already answered"}),
+    )
+    page.locator("#feedback-answers button[data-answer]").first.click()
+    expect(page.locator("#status")).to_contain_text("You already answered")
+    expect(page.locator("#feedback")).to_be_hidden()  # no card of dead buttons left behind
+
+
+def test_a_slow_server_is_not_called_unreachable(page, live_server):
+    page.clock.install()
+    page.goto(live_server.url + "/")
+    page.route("**/api/predict", lambda route: None)  # never answered
+    mouse_draw(page, SEVEN)
+    page.clock.run_for(1_000)  # past the debounce: the request leaves
+    expect(page.locator("#status")).to_contain_text("Recognising")
+    page.clock.run_for(21_000)  # past the 20 s timeout
+    expect(page.locator("#status")).to_contain_text("took too long to answer")

@@ -40,6 +40,16 @@ def test_unknown_page_is_a_friendly_404(page, live_server):
     expect(page.locator("h1")).to_contain_text("does not exist")
 
 
+def test_the_json_document_gets_the_sites_icon(page, live_server):
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status >= 400 else None)
+    page.goto(live_server.url + "/api/openapi.json")
+    page.wait_for_timeout(300)
+    assert missing == []
+    icon = page.request.get(live_server.url + "/favicon.ico")
+    assert icon.ok and icon.headers["content-type"].startswith("image/svg+xml")
+
+
 def test_stats_charts_show_feedback(page, live_server):
     page.goto(live_server.url + "/")
     mouse_draw(page, mnist_digit(7))
