@@ -205,12 +205,15 @@
       if (isTextEntry(target) || event.altKey || event.repeat) { return; }
       var key = event.key;
       var command = event.ctrlKey || event.metaKey;
-      if (command && (key === 'z' || key === 'Z') && !event.shiftKey) {
+      // Backspace takes back one stroke, like Ctrl+Z: a stray press must not wipe the drawing.
+      var undo = (command && (key === 'z' || key === 'Z') && !event.shiftKey) ||
+        (!command && key === 'Backspace');
+      if (undo) {
         if (handlers.undo) { event.preventDefault(); handlers.undo(); }
         return;
       }
       if (command) { return; }
-      if ((key === 'Delete' || key === 'Backspace' || key === 'c' || key === 'C') && handlers.clear) {
+      if ((key === 'Delete' || key === 'c' || key === 'C') && handlers.clear) {
         event.preventDefault();
         handlers.clear();
       } else if (/^[0-9]$/.test(key) && handlers.digit) {
