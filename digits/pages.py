@@ -194,7 +194,8 @@ def _data_url(image) -> str:
 
 
 def _wants_json() -> bool:
-    return request.path.startswith(("/api/", "/hook", "/healthz"))
+    # "/api" itself too, but not a page such as "/hookah"
+    return (request.path + "/").startswith(("/api/", "/hook/", "/healthz/"))
 
 
 @bp.app_errorhandler(HTTPException)

@@ -200,11 +200,13 @@ def test_get_is_not_allowed_and_answers_json(client):
         ("POST", "/api/stats", 405),
         ("POST", "/api/nothing", 404),
         ("POST", "/nothing", 404),
+        ("GET", "/api", 404),
     ],
 )
 def test_a_wrong_route_or_method_is_named_before_the_body(client, method, path, status):
     response = client.open(path, method=method, data="x", content_type="text/plain")
     assert response.status_code == status  # not 415 for the body's type
+    assert response.is_json == (path != "/nothing")  # the API answers JSON, pages HTML
 
 
 def test_transparent_canvas_is_accepted(client, storage_dir):
