@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import zlib
@@ -11,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 from PIL import Image
 
-from tests.conftest import data_url, drawing_png
+from tests.conftest import ROOT, data_url, drawing_png, free_port, start_gunicorn, wait_for_port
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -168,6 +169,31 @@ def test_chunked_body_within_the_limit_is_saved(client, storage_dir, drawing_url
     body = json.dumps({"digit": "4", "imageBase64": drawing_url}).encode()
     assert chunked_post(client, "/hook", body, "application/json").status_code == 201
     assert len([f for f in stored_files(storage_dir) if f.endswith(".png")]) == 2
+
+
+def post_chunked(port: int, body: bytes) -> tuple[int, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    pieces = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    connection.request("POST", "/hook", body=pieces, headers=headers, encode_chunked=True)
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def test_chunked_bodies_under_gunicorn(tmp_path, drawing_url):
+    """gunicorn, not the test client, reads the chunks here."""
+    port = free_port()
+    server = start_gunicorn(port, tmp_path / "s", ROOT / "models")
+    try:
+        wait_for_port(port)
+        fields = {"digit": "3", "imageBase64": drawing_url}
+        status, answer = post_chunked(port, json.dumps({**fields, "pad": "A" * 2**20}).encode())
+        assert (status, answer["error"]) == (413, "the request body is larger than 1024 KB")
+        assert stored_files(tmp_path / "s") == []
+        assert post_chunked(port, json.dumps(fields).encode())[0] == 201
+    finally:
+        server.terminate()
+        server.wait(20)
 
 
 def test_json_nested_too_deep_gets_400(client, storage_dir):
