@@ -190,6 +190,12 @@
     $picker.addClass('d-none');
   }
 
+  /* After an answer: the card that had focus goes, and focus moves on to the next drawing. */
+  function closeFeedback() {
+    hideFeedback();
+    $('#pad').trigger('focus');
+  }
+
   function openPicker() {
     $picker.removeClass('d-none');
     $('#answer-no').attr('aria-expanded', 'true');
@@ -207,16 +213,14 @@
       .done(function () {
         if (prediction !== answered) { return; }
         prediction = null;
-        hideFeedback();
-        $('#pad').trigger('focus');   // the card that had focus is gone; next comes a drawing
+        closeFeedback();
         D.setStatus($status, thanks(digit, consent), 'success');
       })
       .fail(function (xhr) {
         if (prediction !== answered) { return; }
         if (xhr.status === 409 || xhr.status === 404) {
           prediction = null;   // answering again cannot succeed: no card with dead buttons
-          hideFeedback();
-          $('#pad').trigger('focus');
+          closeFeedback();
         } else {
           $feedback.find('button').prop('disabled', false);
         }
