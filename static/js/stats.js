@@ -84,7 +84,10 @@
       data: {
         labels: DIGITS,
         datasets: NETS.map(function (net) {
-          return { label: NAMES[net], data: perDigit[net] || [], backgroundColor: COLOURS[net][0] };
+          // A stub for 0%, so a digit the net always missed does not look like one nobody drew.
+          return {
+            label: NAMES[net], data: perDigit[net] || [], backgroundColor: COLOURS[net][0], minBarLength: 3
+          };
         })
       },
       options: chartOptions()

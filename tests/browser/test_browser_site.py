@@ -68,6 +68,27 @@ def test_stats_charts_show_feedback(page, live_server):
     assert int(cell.nth(answers["cnn"]).inner_text()) >= 1
 
 
+def test_recall_of_zero_shows_a_bar_and_no_data_shows_none(page, live_server):
+    no_data = [None] * 10
+    stats = {
+        "totals": {"feedback": 2, "fnn": {"correct": 1, "total": 2, "accuracy": 0.5}, "cnn": {}},
+        "timeline": [{"date": "2026-11-24", "net": "fnn", "version": "original", "accuracy": 0.5}],
+        "per_digit": {"fnn": [0.0, 1.0, *no_data[2:]], "cnn": no_data},
+        "confusion": {},
+        "versions": [],
+    }
+    page.route("**/api/stats", lambda route: route.fulfill(json=stats))
+    page.goto(live_server.url + "/stats")
+    expect(page.locator("#charts")).to_be_visible()
+    page.wait_for_timeout(600)  # let the chart animation finish
+    heights = page.evaluate(
+        "() => Chart.getChart('recall-chart').getDatasetMeta(0).data.map(bar => bar.height)"
+    )
+    assert heights[0] > 0  # 0% recall: a stub, not nothing
+    assert heights[1] > heights[0]
+    assert not any(h > 0 for h in heights[2:])  # no drawings of these digits: no bar (NaN)
+
+
 def test_stats_page_without_feedback_says_so(page, live_server):
     empty = {
         "totals": {"feedback": 0, "fnn": {}, "cnn": {}},
