@@ -263,7 +263,19 @@ class S3Storage:
         except NotFound:
             # S3 answers 404 to IfMatch on a missing key; to callers it is a lost condition.
             raise PreconditionFailed(f"{key} does not exist") from None
+        except PreconditionFailed:
+            if not self._holds(key, data):
+                raise
+            return etag_of(data)
         return response["ETag"].strip('"')
+
+    def _holds(self, key: str, data: bytes) -> bool:
+        """Whether `key` holds exactly `data`. When a reply is lost, botocore sends the put again,
+        and the condition then fails on our own first attempt, which did land."""
+        try:
+            return self.get(key).data == data
+        except NotFound:
+            return False
 
     def get(self, key: str) -> Blob:
         with _translate_errors(key):

@@ -276,6 +276,27 @@ def test_hook_saves_to_s3(s3_app, s3_server, s3_url, drawing_url):
     assert meta["label"] == "2"
 
 
+@pytest.mark.s3
+def test_a_save_whose_replies_were_lost_is_saved_whole(s3_app, drawing_url):
+    """botocore sends a put again when its reply is lost; the first one had landed."""
+    sent = set()
+
+    def lose_each_first_reply(request_dict, caught_exception, **_):
+        if caught_exception is None and request_dict["url"] not in sent:
+            sent.add(request_dict["url"])
+            return 0  # retry at once, as after a read timeout
+
+    events = s3_app.extensions["storage"].client.meta.events
+    events.register_first("needs-retry.s3.PutObject", lose_each_first_reply)
+    client = s3_app.test_client()
+    response = client.post("/hook", data={"imageBase64": drawing_url, "digit": "2"})
+    assert response.status_code == 201
+    assert len(sent) == 2  # the drawing and its metadata were each sent twice
+    [item] = client.get("/api/dataset").json["items"]
+    assert client.get(item["url"]).data == drawing_png()
+    assert client.get("/api/dataset/counts").json["total"] == 1
+
+
 def test_a_failing_disk_gives_503_and_no_false_ok(drawing_url, tmp_path):
     from main import create_app
 

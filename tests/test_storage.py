@@ -121,6 +121,26 @@ def test_open_storage_selects_backend(tmp_path):
         open_storage("ftp://host/x")
 
 
+@pytest.mark.s3
+@pytest.mark.parametrize("condition", ["if_none_match", "if_match"])
+def test_a_conditional_put_retried_after_a_lost_reply_succeeds(s3_server, s3_url, condition):
+    store = open_storage(s3_url, s3_server.endpoint)
+    before = store.put("d/k", b"old") if condition == "if_match" else None
+    retried = []
+
+    def lose_the_first_reply(attempts, caught_exception, **_):
+        if not retried and caught_exception is None:  # it landed; botocore sends it again
+            retried.append(attempts)
+            return 0
+
+    store.client.meta.events.register_first("needs-retry.s3.PutObject", lose_the_first_reply)
+    conditions = {"if_none_match": True} if before is None else {"if_match": before}
+    store.put("d/k", b"new", **conditions)
+    assert retried and store.get("d/k").data == b"new"
+    with pytest.raises(PreconditionFailed):  # a real conflict is still one
+        store.put("d/k", b"other", **conditions)
+
+
 def test_unreachable_s3_is_unavailable():
     store = S3Storage("bucket", endpoint_url="http://127.0.0.1:9")
     with pytest.raises(StorageUnavailable):
