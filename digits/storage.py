@@ -295,8 +295,11 @@ class S3Storage:
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
 
     def ping(self) -> None:
-        with _translate_errors(""):
-            self.client.head_bucket(Bucket=self.bucket)
+        try:
+            with _translate_errors(""):
+                self.client.head_bucket(Bucket=self.bucket)
+        except NotFound:  # no such bucket: nothing can be stored
+            raise StorageUnavailable(f"bucket {self.bucket} does not exist") from None
 
 
 class _translate_errors:
