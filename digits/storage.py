@@ -235,10 +235,11 @@ class S3Storage:
             import boto3
             from botocore.config import Config
 
-            # Short timeouts and few retries: a dead backend must turn into a quick 503.
-            config = Config(
-                connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
-            )
+            # Short timeouts and one retry: a hung backend turns into a 503 after two tries of
+            # 3 s, well inside Heroku's 30 s. (botocore's "max_attempts" counts retries only,
+            # so it meant three tries; "total_max_attempts" counts them all.)
+            retries = {"total_max_attempts": 2, "mode": "standard"}
+            config = Config(connect_timeout=2, read_timeout=3, retries=retries)
             self._client = boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
         return self._client
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -151,6 +152,42 @@ def test_a_missing_bucket_is_unavailable(s3_server):
     settings = {"STORAGE_URL": "s3://no-such-bucket/x", "AWS_ENDPOINT_URL": s3_server.endpoint}
     health = create_app({"TESTING": True, **settings}).test_client().get("/healthz")
     assert health.status_code == 200 and health.json["storage"] == "unavailable"
+
+
+class HungServer:
+    """Accepts connections and never answers: an S3 that hangs. Counts the tries."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                self.accepted.append(self.listener.accept()[0])
+            except OSError:  # closed
+                return
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+def test_a_hung_s3_is_unavailable_after_two_tries(monkeypatch):
+    for name, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    server = HungServer()
+    try:
+        store = S3Storage("bucket", endpoint_url=server.endpoint)
+        with pytest.raises(StorageUnavailable):
+            store.put("k", b"v")
+        assert len(server.accepted) == 2  # one try and one retry, of 3 s each
+    finally:
+        server.close()
 
 
 def test_unreachable_s3_is_unavailable():
