@@ -103,7 +103,9 @@ def storage() -> Storage:
 
 def storage_unavailable(error: StorageUnavailable):
     current_app.logger.error("storage unavailable: %s", error)
-    message = "storage is unavailable right now; nothing was saved, please try again"
+    message = "storage is unavailable right now, please try again"
+    if request.method == "POST":  # a save, feedback or rollback: none of it happened
+        message = "storage is unavailable right now; nothing was saved, please try again"
     return jsonify(error=message), 503
 
 

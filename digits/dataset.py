@@ -138,8 +138,12 @@ def image(storage: Storage, name: str) -> bytes:
 
 
 def delete(storage: Storage, name: str) -> None:
-    """Remove the metadata first, so a half-finished delete leaves no visible drawing."""
-    metadata(storage, name)
+    """Remove the metadata first, so a half-finished delete leaves no visible drawing, and a
+    retry finishes it; NotFound if neither part is there."""
+    try:
+        metadata(storage, name)
+    except NotFound:
+        storage.get(image_key(name))  # the image alone: a delete that stopped halfway
     storage.delete(meta_key(name))
     storage.delete(image_key(name))
 

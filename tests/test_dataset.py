@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from digits import dataset
-from digits.storage import LocalStorage, StorageError
+from digits.storage import LocalStorage, StorageError, StorageUnavailable
 from main import create_app
 from tests.conftest import drawing_png
 
@@ -83,6 +83,28 @@ def test_deleting_a_name_too_long_to_be_ours_is_404(admin_client, drawing_url):
     save(admin_client, drawing_url, 7)
     right = {"Authorization": "Bearer s3cret"}
     assert admin_client.delete(f"/api/dataset/7_{'a' * 300}", headers=right).status_code == 404
+
+
+def test_a_delete_that_stopped_halfway_is_finished_by_a_retry(admin_client, drawing_url):
+    name = save(admin_client, drawing_url, 7)
+    storage = admin_client.application.extensions["storage"]
+    real_delete = storage.delete
+
+    def image_delete_fails(key):
+        if key.endswith(".png"):
+            raise StorageUnavailable("S3 is down")
+        real_delete(key)
+
+    right = {"Authorization": "Bearer s3cret"}
+    storage.delete = image_delete_fails
+    response = admin_client.delete(f"/api/dataset/{name}", headers=right)
+    assert response.status_code == 503
+    assert "nothing was saved" not in response.json["error"]  # a delete, not a save
+    assert admin_client.get("/api/dataset/counts").json["total"] == 0  # no longer visible
+    storage.delete = real_delete
+    assert admin_client.delete(f"/api/dataset/{name}", headers=right).status_code == 200
+    assert list(storage.list("drawings/")) == []
+    assert admin_client.delete(f"/api/dataset/{name}", headers=right).status_code == 404
 
 
 def test_admin_endpoints_are_off_without_token(client, drawing_url):
