@@ -17,6 +17,9 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 
+from digits import registry
+from digits.storage import StorageError
+
 bp = Blueprint("pages", __name__)
 
 # The JSON API, by endpoint name (the view functions in main.py) and the path the
@@ -32,7 +35,7 @@ _API = {
     "stats": ("learning_stats", "/api/stats"),
 }
 
-NETS = ("fnn", "cnn")
+NETS = registry.NETS
 SAMPLE_DRAWING = "img/sample-drawing.png"
 
 
@@ -79,8 +82,33 @@ def about():
 
 @bp.route("/models")
 def models():
-    cards = {net: load_model_card(net) for net in NETS}
+    pointer = _pointer()
+    cards = {net: model_card(net, pointer.get(net, registry.ORIGINAL)) for net in NETS}
     return render_template("models.html", page="models", cards=cards)
+
+
+def _pointer() -> dict[str, str]:
+    """net -> the version the registry serves, or {} when storage cannot say."""
+    try:
+        return registry.current(current_app.extensions["storage"])
+    except StorageError:
+        current_app.logger.exception("models page: the registry is unreadable")
+        return {}
+
+
+def model_card(net: str, version: str) -> dict | None:
+    """The card of `version`. A version learned from feedback keeps the shipped net's layers,
+    so those come from the shipped card; its measures and its date are its own."""
+    shipped = load_model_card(net)
+    if version == registry.ORIGINAL:
+        return shipped
+    try:
+        card = registry.metrics(current_app.extensions["storage"], str(models_dir()), net, version)
+    except StorageError:
+        current_app.logger.exception("models page: no card for %s %s", net, version)
+        return shipped
+    architecture = {k: shipped[k] for k in ("params", "layers") if shipped and k in shipped}
+    return _readable({**architecture, **card, "trained_at": card.get("created")})
 
 
 @bp.route("/favicon.ico")

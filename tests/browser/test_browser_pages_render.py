@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from digits import registry
 from main import create_app
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FNN_CARD = {
     "net": "fnn",
     "version": "v3",
@@ -62,6 +65,20 @@ def test_models_page_shows_the_card(client, models_folder):
     assert "2026-11-24 06:01 UTC" in html and "8 epochs" in html
     assert "not enough drawings yet" in html
     assert html.count("Not trained yet") == 1
+
+
+def test_models_page_shows_the_version_served_now(client, models_folder):
+    (models_folder / "fnn.json").write_text(json.dumps(FNN_CARD))
+    storage = client.application.extensions["storage"]
+    learned = {"mnist_test_accuracy": 0.9812, "served_mnist_test_accuracy": 0.9805}
+    tflite = (FIXTURES / "tiny-fnn-b.tflite").read_bytes()
+    version = registry.publish(storage, "fnn", tflite, b"keras", learned)
+    html = client.get("/models").get_data(as_text=True)
+    assert version in html and "98.12%" in html and "98.05%" in html
+    assert "97.91%" not in html  # the shipped version's measures are not this one's
+    assert "118,282" in html  # fine-tuning keeps the layers
+    registry.rollback(storage, "fnn", "original", by="test")
+    assert "97.91%" in client.get("/models").get_data(as_text=True)
 
 
 def test_internals_pictures_each_step(client):
