@@ -338,6 +338,8 @@ def open_storage(url: str, endpoint_url: str | None = None) -> Storage:
             raise ValueError(f"STORAGE_URL has no bucket: {url!r}")
         return S3Storage(parsed.netloc, parsed.path, endpoint_url)
     if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):  # file://folder/x would quietly be /x
+            raise ValueError(f"a file:// STORAGE_URL needs an absolute path (file:///…): {url!r}")
         return LocalStorage(parsed.path)
     if parsed.scheme and len(parsed.scheme) > 1:
         raise ValueError(f"unsupported STORAGE_URL scheme: {parsed.scheme!r}")

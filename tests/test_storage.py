@@ -120,6 +120,10 @@ def test_open_storage_selects_backend(tmp_path):
     assert (s3.bucket, s3.prefix) == ("bucket", "some/prefix/")
     with pytest.raises(ValueError):
         open_storage("ftp://host/x")
+    assert open_storage(f"file://localhost{tmp_path}").root == tmp_path
+    for relative in ("file://instance/storage", "file://relative"):
+        with pytest.raises(ValueError, match="absolute path"):
+            open_storage(relative)
 
 
 @pytest.mark.s3
