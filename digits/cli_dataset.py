@@ -9,11 +9,13 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from digits import dataset
+from digits.cli_errors import storage_errors
 
 dataset_group = AppGroup("dataset", help="Inspect and export the collected drawings.")
 
 
 @dataset_group.command("stats")
+@storage_errors
 def stats_command() -> None:
     """Print how many drawings there are per label."""
     storage = current_app.extensions["storage"]
@@ -27,8 +29,11 @@ def stats_command() -> None:
 
 @dataset_group.command("export")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@storage_errors
 def export_command(out: Path) -> None:
     """Write every drawing as PNG plus labels.csv into the zip file OUT."""
+    if not out.parent.is_dir():
+        raise click.ClickException(f"no folder {out.parent} to write {out.name} in")
     storage = current_app.extensions["storage"]
     total = sum(dataset.counts(storage).values())
     tmp = out.with_name(out.name + ".part")

@@ -7,6 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from digits import registry
+from digits.cli_errors import storage_errors
 
 models_group = AppGroup("models", help="List model versions, or roll a net back.")
 
@@ -21,6 +22,7 @@ def _accuracy(card: dict) -> str:
 
 
 @models_group.command("list")
+@storage_errors
 def list_command() -> None:
     """Every version of each net; * marks the one served."""
     storage, models_dir = _storage(), current_app.config["MODELS_DIR"]
@@ -47,6 +49,7 @@ def nets_having(version: str) -> list[str]:
 @models_group.command("rollback")
 @click.argument("version")
 @click.option("--net", type=click.Choice(registry.NETS), help="Default: the net(s) with VERSION.")
+@storage_errors
 def rollback_command(version: str, net: str | None) -> None:
     """Point a net back at VERSION (a published version, or "original")."""
     nets = [net] if net else nets_having(version)

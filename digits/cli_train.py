@@ -12,20 +12,30 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from digits.cli_errors import storage_errors
+
 
 @click.command("train")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Default: MODELS_DIR.")
-@click.option("--epochs", type=int, default=None, help="Epochs for both nets (default: per net).")
-@click.option("--limit", type=int, default=None, help="Use only the first N MNIST digits.")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Epochs for both nets (default: per net).",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Use only the first N MNIST digits."
+)
 @click.option("--net", "nets", multiple=True, type=click.Choice(["fnn", "cnn"]), help="Repeatable.")
 @with_appcontext
+@storage_errors
 def train_command(out: Path | None, epochs: int | None, limit: int | None, nets) -> None:
     """Train both nets from scratch on MNIST + collected drawings, save .keras and .tflite."""
     quiet_tensorflow()
     from digits import training
 
     out = out or Path(current_app.config["MODELS_DIR"])
-    per_net = {net: epochs for net in training.NETS} if epochs else None
+    per_net = {net: epochs for net in training.NETS} if epochs is not None else None
     training.train_all(
         out,
         storage=current_app.extensions["storage"],
@@ -41,6 +51,7 @@ def train_command(out: Path | None, epochs: int | None, limit: int | None, nets)
     "--models", type=click.Path(path_type=Path), default=None, help="Default: MODELS_DIR."
 )
 @with_appcontext
+@storage_errors
 def evaluate_command(models: Path | None) -> None:
     """Accuracy per net and per digit on MNIST test and the held-out drawings, with confusion."""
     quiet_tensorflow()

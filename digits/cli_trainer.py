@@ -6,19 +6,49 @@ TensorFlow is imported only when the command runs, so `import main` stays light 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from digits.cli_errors import storage_errors
+
+
+def finite(ctx, param, value: float | None) -> float | None:
+    """click's FloatRange lets NaN through (every comparison with it is false)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("must be a finite number")
+    return value
+
 
 @click.command("trainer")
 @click.option("--once", is_flag=True, help="Learn what is pending, publish, and exit.")
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between polls.")
-@click.option("--margin", type=float, default=None, help="Allowed MNIST test drop, in pp.")
-@click.option("--learning-rate", type=float, default=None, help="Adam learning rate.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    callback=finite,
+    help="Seconds between polls.",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(min=0),
+    default=None,
+    callback=finite,
+    help="Allowed MNIST test drop, in pp.",
+)
+@click.option(
+    "--learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    callback=finite,
+    help="Adam learning rate.",
+)
 @with_appcontext
+@storage_errors
 def trainer_command(
     once: bool, interval: float, margin: float | None, learning_rate: float | None
 ) -> None:

@@ -1,0 +1,50 @@
+"""The command-line tools fail with one clear line: no tracebacks for a person's mistakes."""
+
+from __future__ import annotations
+
+import pytest
+
+from main import create_app
+
+
+@pytest.fixture
+def broken_runner(tmp_path):
+    """Storage whose folder is a file: every write fails."""
+    (tmp_path / "file").write_text("not a folder")
+    app = create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "file" / "storage")})
+    return app.test_cli_runner()
+
+
+def test_unavailable_storage_is_one_line(broken_runner):
+    result = broken_runner.invoke(args=["models", "rollback", "original"])
+    assert result.exit_code == 1
+    assert "Error: storage is unavailable" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_export_into_a_missing_folder_is_one_line(runner, tmp_path):
+    result = runner.invoke(args=["dataset", "export", str(tmp_path / "nowhere" / "out.zip")])
+    assert result.exit_code == 1
+    assert "Error: no folder" in result.output
+    assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["trainer", "--once", "--interval", "-1"],
+        ["trainer", "--once", "--margin", "-0.5"],
+        ["trainer", "--once", "--learning-rate", "0"],
+        ["trainer", "--once", "--learning-rate", "nan"],
+        ["train", "--limit", "-5"],
+        ["train", "--limit", "0"],
+        ["train", "--epochs", "0"],
+    ],
+)
+def test_numbers_out_of_range_are_refused_before_anything_runs(tmp_path, args):
+    # Were a value let through, nothing is harmed: the trainer runs once (--once), not forever,
+    # and a training writes into a scratch folder, never into the shipped models/.
+    settings = {"STORAGE_URL": str(tmp_path / "s"), "MODELS_DIR": str(tmp_path / "models")}
+    result = create_app({"TESTING": True, **settings}).test_cli_runner().invoke(args=args)
+    assert result.exit_code == 2  # click's usage error: nothing was trained or changed
+    assert "Invalid value" in result.output
