@@ -201,7 +201,7 @@ def dataset_page():
     found = dataset.newest_first(dataset.names(storage(), label))
     pages = max(1, -(-len(found) // per_page))
     chosen = found[(page - 1) * per_page : page * per_page]
-    items = [gallery_item(meta) for meta, _ in dataset.iter_drawings(storage(), chosen)]
+    items = [gallery_item(meta) for meta in dataset.iter_metadata(storage(), chosen)]
     return jsonify(items=items, page=page, pages=pages, total=len(found))
 
 

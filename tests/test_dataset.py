@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+import time
 import zipfile
 
 import pytest
@@ -26,6 +28,42 @@ def test_counts_include_drawings_that_are_not_digits(app, client, drawing_url):
     body = client.get("/api/dataset/counts").json
     assert body["counts"]["none"] == 1 and body["counts"]["3"] == 1
     assert sum(body["counts"].values()) == body["total"] == 2
+
+
+class CountingStorage(LocalStorage):
+    """Records each key read, and how many reads were in flight at once."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.read, self.in_flight, self.most = [], 0, 0
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            self.read.append(key)
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            time.sleep(0.01)  # a round trip, as on S3
+            return super().get(key)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_gallery_and_export_read_in_parallel_and_the_gallery_reads_no_images(tmp_path):
+    storage = CountingStorage(tmp_path / "s")
+    for i in range(40):
+        dataset.save_drawing(storage, drawing_png(), str(i % 10), "collect")
+    app = create_app({"TESTING": True, "STORAGE": storage})
+    page = app.test_client().get("/api/dataset?per_page=40").json
+    assert len(page["items"]) == 40
+    assert not any(key.endswith(".png") for key in storage.read)
+    assert storage.most > 1
+    storage.read, storage.most = [], 0
+    assert dataset.write_zip(storage, io.BytesIO()) == 40
+    assert sum(key.endswith(".png") for key in storage.read) == 40  # each image once
+    assert storage.most > 1
 
 
 def test_counts_and_gallery(client, drawing_url):
