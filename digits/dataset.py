@@ -21,7 +21,9 @@ from digits import __version__
 from digits.storage import NotFound, Storage
 
 PREFIX = "drawings/"
-READERS = 16  # storage reads in flight at once (S3 round trips overlap; a disk does not mind)
+# Storage reads in flight at once: S3 round trips overlap (fewer than botocore's pool of 10
+# connections, which would otherwise be opened and dropped).
+READERS = 8
 READ_AHEAD = 128  # drawings read ahead of the one being written out
 T = TypeVar("T")
 LABELS = [str(d) for d in range(10)] + ["none"]  # "none": the user said it is not a digit
