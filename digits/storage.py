@@ -193,10 +193,8 @@ class LocalStorage:
             self._path(key).unlink()
 
     def ping(self) -> None:
-        try:
+        with _disk_errors(str(self.root)):
             self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StorageUnavailable(str(e)) from e
         if not os.access(self.root, os.W_OK):
             raise StorageUnavailable(f"{self.root} is not writable")
 
