@@ -1,6 +1,6 @@
 """Load benchmark: gunicorn as in production, 32 keep-alive clients, then an exact save audit.
 
-    .venv/bin/python bench/load.py              # local: closed loop, then 625 req/s; S3: closed
+    .venv/bin/python bench/load.py              # each backend: closed loop, then 625 req/s
     .venv/bin/python bench/load.py --quick      # 5 s per run, for a short check
     .venv/bin/python bench/load.py --backend local --duration 30
 
@@ -516,6 +516,7 @@ def verdicts(rows: list[dict]) -> list[str]:
         checks = {
             f"≥ {TARGET_RATE} predictions/s": r["predict_rate"] >= TARGET_RATE,
             f"predict p99 ≤ {TARGET_P99_MS:.0f} ms": r["predict_p99"] <= TARGET_P99_MS,
+            f"all requests p99 ≤ {TARGET_P99_MS:.0f} ms": r["all_p99"] <= TARGET_P99_MS,
             "0 errors": r["errors"] == 0,
             "feedback in the mix": r["feedbacks"] > 0,
             "every 201 stored, nothing else": r["audit_ok"],
@@ -557,9 +558,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--s3-rates",
-        default="max",
-        help="the same for S3: moto shares the two cores and caps the server near 350 "
-        "requests/s, so an open loop at 625/s would only measure a growing queue",
+        default=f"max,{TARGET_RATE * 10 // 8}",
+        help="the same for S3; moto shares the two cores, so on a slow machine the server "
+        "cannot keep up with 625/s and the open loop then measures a growing queue",
     )
     parser.add_argument("--quick", action="store_true", help="5 s per run")
     parser.add_argument(
