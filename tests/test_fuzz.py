@@ -179,19 +179,16 @@ def feedback_requests(draw) -> tuple[bytes, str]:
     return encode(fields, as_json=draw(st.integers(0, 4)) > 0)
 
 
+def make_fuzz_app(storage_dir: Path, **config):
+    """No rate limits (the fuzz would hit them) and no request log (1,000 lines each)."""
+    settings = {"RATE_LIMIT_SAVES": "off", "RATE_LIMIT_FEEDBACK": "off", "LOG_REQUESTS": "off"}
+    return create_app({"TESTING": True, "STORAGE_URL": str(storage_dir), **settings, **config})
+
+
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory):
     storage_dir = tmp_path_factory.mktemp("fuzz") / "storage"
-    app = create_app(
-        {
-            "TESTING": True,
-            "STORAGE_URL": str(storage_dir),
-            "RATE_LIMIT_SAVES": "off",
-            "RATE_LIMIT_FEEDBACK": "off",
-            "LOG_REQUESTS": "off",
-        }
-    )
-    return app, storage_dir
+    return make_fuzz_app(storage_dir), storage_dir
 
 
 def stored(storage_dir: Path) -> list[str]:

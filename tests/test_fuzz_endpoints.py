@@ -19,9 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digits import dataset, registry
-from main import create_app
 from tests.conftest import drawing_png
-from tests.test_fuzz import CONTENT_TYPES, EXAMPLES, FUZZ, json_values
+from tests.test_fuzz import CONTENT_TYPES, EXAMPLES, FUZZ, json_values, make_fuzz_app
 
 TOKEN = "fuzz-admin-token"
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
@@ -33,16 +32,7 @@ ODD_NAMES = ["..", "../current.json", "%2e%2e", "a/b", "x" * 300, "7", "none", "
 def fuzz_target(tmp_path_factory):
     """An app with something to lose: a drawing, a model pointer, an admin token."""
     storage_dir = tmp_path_factory.mktemp("fuzz-endpoints") / "storage"
-    app = create_app(
-        {
-            "TESTING": True,
-            "STORAGE_URL": str(storage_dir),
-            "ADMIN_TOKEN": TOKEN,
-            "RATE_LIMIT_SAVES": "off",
-            "RATE_LIMIT_FEEDBACK": "off",
-            "LOG_REQUESTS": "off",
-        }
-    )
+    app = make_fuzz_app(storage_dir, ADMIN_TOKEN=TOKEN)
     storage = app.extensions["storage"]
     name = dataset.save_drawing(storage, drawing_png(), "7", "collect")
     registry.move_pointer(storage, "cnn", registry.ORIGINAL, by="fuzz")
