@@ -176,16 +176,15 @@ class LocalStorage:
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self.root / os.path.dirname(prefix) if "/" in prefix else self.root
-        if not base.is_dir():
-            return
         keys = []
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            rel = os.path.relpath(dirpath, self.root)
-            for name in filenames:
-                key = name if rel == "." else f"{rel}/{name}"
-                if not name.startswith(".") and key.startswith(prefix):
-                    keys.append(key)
+        with _disk_errors(str(base)):
+            for dirpath, dirnames, filenames in os.walk(base, onerror=_raise_unless_missing):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                rel = os.path.relpath(dirpath, self.root)
+                for name in filenames:
+                    key = name if rel == "." else f"{rel}/{name}"
+                    if not name.startswith(".") and key.startswith(prefix):
+                        keys.append(key)
         yield from sorted(keys)
 
     def delete(self, key: str) -> None:
@@ -207,6 +206,13 @@ def _disk_errors(key: str) -> Iterator[None]:
         yield
     except OSError as e:
         raise StorageUnavailable(f"{key}: {e.strerror or e}") from e
+
+
+def _raise_unless_missing(error: OSError) -> None:
+    """os.walk's errors, which it would skip: a folder not made yet holds nothing (a first run),
+    but one that is a file or cannot be read must not read as empty."""
+    if not isinstance(error, FileNotFoundError):
+        raise error
 
 
 def _fsync_dir(path: Path) -> None:

@@ -22,6 +22,14 @@ def test_unavailable_storage_is_one_line(broken_runner):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("args", [["models", "list"], ["dataset", "stats"]])
+def test_reading_unavailable_storage_is_one_line_not_an_empty_answer(broken_runner, args):
+    result = broken_runner.invoke(args=args)
+    assert result.exit_code == 1
+    assert "Error: storage is unavailable" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_export_into_a_missing_folder_is_one_line(runner, tmp_path):
     result = runner.invoke(args=["dataset", "export", str(tmp_path / "nowhere" / "out.zip")])
     assert result.exit_code == 1

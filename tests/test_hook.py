@@ -307,6 +307,8 @@ def test_a_failing_disk_gives_503_and_no_false_ok(drawing_url, tmp_path):
     assert response.status_code == 503
     assert "nothing was saved" in response.json["error"]
     assert client.get("/healthz").json["storage"] == "unavailable"
+    for reading in ("/api/dataset/counts", "/api/dataset", "/api/stats"):
+        assert client.get(reading).status_code == 503, reading  # not an empty dataset
 
 
 def test_s3_down_gives_503_and_no_false_ok(drawing_url, tmp_path):

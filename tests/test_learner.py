@@ -125,6 +125,14 @@ def marker(app, net: str, pid: str) -> dict:
     return json.loads(storage.get(learner.marker_key(net, pid)).data)
 
 
+def test_once_on_a_storage_folder_that_is_a_file_is_one_line(tmp_path, reference, monkeypatch):
+    monkeypatch.setattr(learner, "load_reference", lambda: reference)
+    (tmp_path / "file").write_text("not a folder")
+    result = run_trainer(create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "file")}))
+    assert result.exit_code == 1  # not "nothing to learn"
+    assert "Error: storage is unavailable" in result.output
+
+
 def test_once_learns_corrections_and_publishes(app, corrections):
     result = run_trainer(app, "--margin", "5")
     assert result.exit_code == 0, result.output

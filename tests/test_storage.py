@@ -112,6 +112,20 @@ def test_a_failing_disk_is_unavailable(tmp_path):
         store.get("d/k")
 
 
+@pytest.mark.parametrize("root", ["file", "file/storage"])
+def test_listing_a_storage_folder_that_is_a_file_is_unavailable(tmp_path, root):
+    (tmp_path / "file").write_text("not a folder")
+    store = LocalStorage(tmp_path / root)
+    for prefix in ("", "drawings/"):
+        with pytest.raises(StorageUnavailable, match="Not a directory"):
+            list(store.list(prefix))
+
+
+def test_a_storage_folder_not_made_yet_lists_empty(tmp_path):
+    store = LocalStorage(tmp_path / "new" / "storage")
+    assert list(store.list("")) == [] and list(store.list("drawings/3/")) == []
+
+
 def test_open_storage_selects_backend(tmp_path):
     assert isinstance(open_storage(str(tmp_path)), LocalStorage)
     assert isinstance(open_storage(f"file://{tmp_path}"), LocalStorage)
