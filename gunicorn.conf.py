@@ -52,8 +52,12 @@ loglevel = os.environ.get("LOG_LEVEL", "info")
 max_requests = 100000
 max_requests_jitter = 10000
 
-# Heroku's router sets X-Forwarded-For and X-Forwarded-Proto; trust them.
-forwarded_allow_ips = "*"
+# Heroku's router sets X-Forwarded-For and X-Forwarded-Proto, and a dyno is reached only through
+# it (Heroku sets DYNO), so there trust them from any address. Elsewhere anyone could set them,
+# so gunicorn's default stands: only from 127.0.0.1 and ::1, or from the addresses in
+# FORWARDED_ALLOW_IPS, which gunicorn reads itself (and which also wins on Heroku).
+if os.environ.get("DYNO") and "FORWARDED_ALLOW_IPS" not in os.environ:
+    forwarded_allow_ips = "*"
 
 
 def post_worker_init(worker):

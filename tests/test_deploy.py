@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,3 +44,34 @@ def test_importing_main_loads_no_tensorflow_boto3_or_model():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+GUNICORN_SETTING = """
+import sys
+from gunicorn.app.wsgiapp import WSGIApplication
+
+sys.argv = ["gunicorn", "main:create_app()"]  # as the Procfile; reads ./gunicorn.conf.py
+print(",".join(WSGIApplication().cfg.forwarded_allow_ips))
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "trusted"),
+    [
+        ({}, "127.0.0.1,::1"),  # gunicorn's default: anyone else could set X-Forwarded-Proto
+        ({"DYNO": "web.1"}, "*"),  # only Heroku's router reaches a dyno
+        ({"FORWARDED_ALLOW_IPS": "10.0.0.0/8"}, "10.0.0.0/8"),
+        ({"DYNO": "web.1", "FORWARDED_ALLOW_IPS": "10.0.0.0/8"}, "10.0.0.0/8"),
+    ],
+)
+def test_gunicorn_trusts_forwarded_headers_from_anyone_only_on_heroku(env, trusted):
+    clean = {k: v for k, v in os.environ.items() if k not in ("DYNO", "FORWARDED_ALLOW_IPS")}
+    result = subprocess.run(
+        [sys.executable, "-c", GUNICORN_SETTING],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == trusted
