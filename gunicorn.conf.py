@@ -60,6 +60,14 @@ if os.environ.get("DYNO") and "FORWARDED_ALLOW_IPS" not in os.environ:
     forwarded_allow_ips = "*"
 
 
+def on_starting(server):
+    """Check STORAGE_URL in the master, before any worker boots: a malformed one stops gunicorn
+    with one line (exit code 1). A worker that failed on it would be started again, for ever."""
+    from digits.cli_errors import check_storage_url
+
+    check_storage_url()
+
+
 def post_worker_init(worker):
     """Load both nets before this worker takes a request, so that a worker recycled under load
     does not make its first callers wait for them. If they cannot load, the worker still starts:

@@ -16,8 +16,9 @@ from werkzeug.wsgi import get_content_length
 import functions
 from digits import dataset, fastpath, logs, malloc, openapi, security
 from digits.auth import admin_required, check_admin
+from digits.cli_errors import open_storage_or_exit
 from digits.images import BadInput, decode_drawing, parse_label
-from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
+from digits.storage import NotFound, Storage, StorageUnavailable
 
 ROOT = Path(__file__).resolve().parent
 # Settings read from the environment when set; secrets come only from there.
@@ -53,7 +54,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update({k: os.environ[k] for k in ENV_SETTINGS if os.environ.get(k)})
     if test_config:
         app.config.update(test_config)
-    app.extensions["storage"] = app.config.get("STORAGE") or open_storage(
+    app.extensions["storage"] = app.config.get("STORAGE") or open_storage_or_exit(
         app.config["STORAGE_URL"], app.config["AWS_ENDPOINT_URL"]
     )
     # Models: LiteRT serving, kept current by a watcher thread (functions.py)

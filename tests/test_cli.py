@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from main import create_app
+from tests.conftest import BIN, ROOT, free_port
 
 
 @pytest.fixture
@@ -56,3 +61,29 @@ def test_numbers_out_of_range_are_refused_before_anything_runs(tmp_path, args):
     result = create_app({"TESTING": True, **settings}).test_cli_runner().invoke(args=args)
     assert result.exit_code == 2  # click's usage error: nothing was trained or changed
     assert "Invalid value" in result.output
+
+
+FLASK = [sys.executable, "-m", "flask", "--app", "main"]
+ENTRY_POINTS = {
+    "flask command": [*FLASK, "models", "list"],
+    "flask help": [*FLASK, "--help"],
+    "flask run": [*FLASK, "run", "--port", "{port}"],
+    "make run": [sys.executable, "-m", "digits.local"],
+    "gunicorn": [str(BIN / "gunicorn"), "main:create_app()", "--bind", "127.0.0.1:{port}"],
+}
+
+
+@pytest.mark.parametrize("entry_point", ENTRY_POINTS)
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("s3://", "STORAGE_URL has no bucket"), ("ftp://x", "unsupported STORAGE_URL scheme")],
+)
+def test_a_malformed_storage_url_stops_every_entry_point_with_one_line(entry_point, url, problem):
+    port = str(free_port())
+    command = [part.replace("{port}", port) for part in ENTRY_POINTS[entry_point]]
+    env = {**os.environ, "STORAGE_URL": url, "PORT": port, "WEB_CONCURRENCY": "1"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"Error: {problem}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("Error:") == 1, result.stderr  # digits.local: not once per child
