@@ -114,9 +114,9 @@ class Model:
             raise BadModel(f"{self.name} {self.version}: outputs sum to {out.sum()}, not 1")
 
 
-def verify_tflite(tflite: bytes, name: str = "model") -> None:
+def verify_tflite(tflite: bytes, name: str = "model", version: str = "candidate") -> None:
     """Raise BadModel unless LiteRT loads the bytes and they give finite probabilities."""
-    Model(name, "candidate", tflite)
+    Model(name, version, tflite)
 
 
 @dataclass(frozen=True)

@@ -329,6 +329,8 @@ def models_rollback():
         pointer = registry.rollback(storage(), net, version, by="api")
     except NotFound:
         abort(404, f"{net} has no version {version}")
+    except functions.BadModel as e:
+        abort(422, f"{e}; not rolled back")
     try:
         models().refresh()  # this worker at once; the others within MODEL_POLL_SECONDS
     except StorageUnavailable:

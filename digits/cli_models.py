@@ -8,6 +8,7 @@ from flask.cli import AppGroup
 
 from digits import registry
 from digits.cli_errors import storage_errors
+from functions import BadModel
 
 models_group = AppGroup("models", help="List model versions, or roll a net back.")
 
@@ -60,4 +61,6 @@ def rollback_command(version: str, net: str | None) -> None:
             pointer = registry.rollback(_storage(), name, version, by="cli")
         except registry.NotFound:
             raise click.ClickException(f"{name} has no version {version!r}") from None
+        except BadModel as e:
+            raise click.ClickException(f"{e}; not rolled back") from None
         click.echo(f"{name}: now serving {pointer[name]} (workers follow within seconds)")

@@ -275,6 +275,10 @@ PATHS = {
             "responses": {
                 "200": json_response("the new pointer", {"type": "object"}),
                 "404": json_response("the net has no such version"),
+                "422": json_response(
+                    "the version cannot be served (its model.tflite is missing or does not load);"
+                    " the pointer did not move"
+                ),
                 **ERRORS,
                 **ADMIN_ERRORS,
             },

@@ -158,12 +158,26 @@ def discard(storage: Storage, net: str, version: str) -> None:
 def rollback(storage: Storage, net: str, version: str, by: str | None = None) -> dict:
     """Point `net` back at an existing version (or "original"); returns the new pointer.
 
-    Raises NotFound for a version that was never published.
+    Raises NotFound for a version that was never published, and functions.BadModel for one
+    whose model.tflite is missing or not a loadable net: the pointer would name a version that
+    every worker refuses to load, so the API would claim one that is not served.
     """
     check_net(net)
     if version != ORIGINAL:
         storage.get(version_key(net, version, "metrics.json"))  # NotFound if unknown
+        _check_servable(storage, net, version)
     return move_pointer(storage, net, version, by=by)
+
+
+def _check_servable(storage: Storage, net: str, version: str) -> None:
+    """Raise functions.BadModel unless the version's model.tflite is there and loads in LiteRT."""
+    from functions import BadModel, verify_tflite  # here, not at import: functions imports this
+
+    try:
+        tflite = storage.get(version_key(net, version, "model.tflite")).data
+    except NotFound:
+        raise BadModel(f"{net} {version}: its model.tflite is missing") from None
+    verify_tflite(tflite, net, version)
 
 
 # --- reading versions ---------------------------------------------------------------------

@@ -14,6 +14,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 from PIL import Image
@@ -31,7 +32,9 @@ from tests.conftest import (
     wait_for_port,
     worker_pids,
 )
+from tests.test_fuzz import documented_schema
 from tests.test_model import make_models_dir, tiny_bytes
+from tests.test_registry import unservable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -303,6 +306,35 @@ def test_rollback_route(mclient, model_app):
     for bad in ({"net": "rnn", "version": first}, {"net": "cnn", "version": "../x"}, {}):
         response = mclient.post(url, json=bad, headers=auth())
         assert response.status_code == 400 and response.get_json()["error"]
+
+
+@pytest.mark.parametrize("tflite", [None, b"not a tflite"], ids=["missing", "garbage"])
+def test_rollback_route_refuses_a_version_that_cannot_be_served(mclient, model_app, tflite):
+    storage = model_app.extensions["storage"]
+    served = publish_b(storage)
+    broken = unservable(storage, "cnn", tflite)
+    response = mclient.post(
+        "/api/models/rollback", json={"net": "cnn", "version": broken}, headers=auth()
+    )
+    assert response.status_code == 422
+    assert broken in response.get_json()["error"]
+    assert "not rolled back" in response.get_json()["error"]
+    assert registry.current(storage)["cnn"] == served
+    document = mclient.get("/api/openapi.json").get_json()
+    schema = documented_schema(document, "/api/models/rollback", "post", 422)
+    jsonschema.Draft202012Validator(schema).validate(response.get_json())
+
+
+@pytest.mark.parametrize("tflite", [None, b"not a tflite"], ids=["missing", "garbage"])
+def test_models_cli_refuses_a_version_that_cannot_be_served(model_app, tflite):
+    storage = model_app.extensions["storage"]
+    served = publish_b(storage, "fnn")
+    broken = unservable(storage, "fnn", tflite)
+    result = model_app.test_cli_runner().invoke(args=["models", "rollback", broken])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: fnn {broken}: ")
+    assert result.output.endswith("; not rolled back\n") and result.output.count("\n") == 1
+    assert registry.current(storage)["fnn"] == served
 
 
 def test_rollback_swaps_this_worker_at_once(mclient, model_app):

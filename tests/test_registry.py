@@ -137,6 +137,24 @@ def test_rollback(store):
         registry.rollback(store, "fnn", first)  # a cnn version is not an fnn one
 
 
+def unservable(store, net: str, tflite: bytes | None) -> str:
+    """A version with its metrics card but a missing (None) or broken model.tflite."""
+    version = registry.new_version()
+    if tflite is not None:
+        store.put(registry.version_key(net, version, "model.tflite"), tflite)
+    store.put(registry.version_key(net, version, "metrics.json"), b'{"mnist_test_accuracy": 1}')
+    return version
+
+
+@pytest.mark.parametrize("tflite", [None, b"not a tflite"], ids=["missing", "garbage"])
+def test_rollback_refuses_a_version_that_cannot_be_served(store, tflite):
+    served = publish(store)
+    broken = unservable(store, "cnn", tflite)
+    with pytest.raises(BadModel, match=broken):
+        registry.rollback(store, "cnn", broken)
+    assert registry.current(store)["cnn"] == served  # the pointer did not move
+
+
 class PointerFails(LocalStorage):
     """Storage that dies just before the pointer moves: a crash half-way through publish."""
 
