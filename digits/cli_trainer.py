@@ -90,9 +90,14 @@ def trainer_settings(margin: float | None, learning_rate: float | None):
 def report(outcome) -> None:
     if outcome.status == "nothing to learn":
         return
-    line = f"trainer: {outcome.net} {outcome.status}"
+    line = f"trainer: {outcome.net}"
+    if outcome.candidate:
+        line += f" candidate {outcome.candidate}"
+    line += f" {outcome.status}"
     if outcome.version:
         line += f" {outcome.version}"
+    if outcome.base:
+        line += f", trained from {outcome.base}"
     if outcome.reason:
         line += f": {outcome.reason}"
     if outcome.metrics:

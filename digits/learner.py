@@ -82,9 +82,13 @@ class Sample:
 class Outcome:
     net: str
     status: str  # "published", "rejected", "nothing to learn", "lost race"
-    version: str | None = None
+    version: str | None = None  # the version published
     reason: str = ""
     metrics: dict = field(default_factory=dict)
+    base: str | None = None  # the version the candidate was trained from and compared with
+    # A rejected candidate has no version: this name (a version-like time stamp, also in its
+    # markers) tells one training run from another.
+    candidate: str | None = None
 
 
 def load_reference() -> Reference:
@@ -401,7 +405,7 @@ def learn_net(
     write_markers(storage, net, work.skipped, "skipped", reason=reason)
     if not work.new:
         return Outcome(net, "nothing to learn")
-    started = time.monotonic()
+    started, candidate_name = time.monotonic(), registry.new_version()
     base = load_version(storage, models_dir, net, work.base_version)
     base_scores = base_evaluation(base, net, work, ref)
     x, y, w = training_set(net, work.new, work.replay, ref, settings)
@@ -417,13 +421,14 @@ def learn_net(
     ids = [s.id for s in work.new]
     reason = gate(base_scores, scores, settings, shipped)
     if reason:
-        write_markers(storage, net, ids, "rejected", reason=reason, base=work.base_version)
-        return Outcome(net, "rejected", work.base_version, reason, scores)
+        info = {"reason": reason, "base": work.base_version, "candidate": candidate_name}
+        write_markers(storage, net, ids, "rejected", **info)
+        return Outcome(net, "rejected", None, reason, scores, work.base_version, candidate_name)
     metrics = publish_metrics(work, base_scores, scores, ids, settings)
     version = publish(storage, net, candidate, metrics, work.base_version, ref)
     _scores[(net, version, len(work.user_y))] = scores  # the next update's base
     write_markers(storage, net, ids, "learned", version=version)
-    return Outcome(net, "published", version, "", scores)
+    return Outcome(net, "published", version, "", scores, work.base_version)
 
 
 def publish(

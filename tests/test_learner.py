@@ -156,11 +156,16 @@ def test_once_learns_corrections_and_publishes(app, corrections):
 def test_worse_candidate_is_rejected(app, corrections):
     result = run_trainer(app, "--learning-rate", "20", "--margin", "0")
     assert result.exit_code == 0, result.output
-    assert "fnn rejected" in result.output and "cnn rejected" in result.output
-    assert "MNIST test accuracy" in result.output
+    for net in ("fnn", "cnn"):
+        # The line names the rejected run (its name is in its markers), then its base.
+        rejected = marker(app, net, corrections[0])
+        candidate = rejected["candidate"]
+        assert rejected["status"] == "rejected" and registry.is_version(candidate)
+        start = f"trainer: {net} candidate {candidate} rejected, trained from original: "
+        line = next(line for line in result.output.splitlines() if line.startswith(start))
+        assert "MNIST test accuracy" in line
     storage = app.extensions["storage"]
     assert registry.current(storage) == {"fnn": "original", "cnn": "original"}
-    assert marker(app, "cnn", corrections[0])["status"] == "rejected"
     # Processed, so the loop does not spin on them.
     assert "rejected" not in run_trainer(app).output
 
