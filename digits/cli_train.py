@@ -5,6 +5,7 @@ TensorFlow is imported inside the commands, so registering them costs the web ap
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -62,5 +63,10 @@ def evaluate_command(models: Path | None) -> None:
 
 
 def quiet_tensorflow() -> None:
-    """Call before TensorFlow's import: its C++ start-up notices drown our progress and logs."""
+    """Call before TensorFlow's import: its C++ start-up notices drown our progress and logs.
+
+    Its Python notices at INFO ("Assets written to ..." at each export) too, once the trainer
+    logs at INFO; its warnings still show.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)

@@ -55,10 +55,12 @@ def trainer_command(
     """Fine-tune both nets on new corrections; publish only candidates that pass the gate."""
     from digits.cli_train import quiet_tensorflow
 
+    # Before TensorFlow's import: it adds a handler of its own (each line twice) unless the
+    # root logger has one.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     quiet_tensorflow()
     from digits import learner  # imports TensorFlow
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = trainer_settings(margin, learning_rate)
     storage = current_app.extensions["storage"]
     models_dir = current_app.config["MODELS_DIR"]

@@ -10,11 +10,12 @@ a hash of the drawing's name) is held out for evaluation and never trained on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -302,7 +303,22 @@ def export_tflite(model: keras.Model) -> bytes:
     """
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    with keras_notices_to_log():
+        return converter.convert()
+
+
+@contextlib.contextmanager
+def keras_notices_to_log() -> Iterator[None]:
+    """While converting, Keras prints the temporary SavedModel's path and endpoints to stdout,
+    a dozen lines amid the trainer's output: with interactive logging off it sends them to
+    absl's log at INFO instead. The switch is Keras's own, per thread, and is put back after."""
+    was_on = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if was_on:
+            keras.config.enable_interactive_logging()
 
 
 def served_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:

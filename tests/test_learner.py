@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -133,9 +134,14 @@ def test_once_on_a_storage_folder_that_is_a_file_is_one_line(tmp_path, reference
     assert "Error: storage is unavailable" in result.output
 
 
-def test_once_learns_corrections_and_publishes(app, corrections):
+def test_once_learns_corrections_and_publishes(app, corrections, caplog):
+    caplog.set_level(logging.INFO)
     result = run_trainer(app, "--margin", "5")
     assert result.exit_code == 0, result.output
+    # The export's notices (the SavedModel's endpoints, "Assets written to") are not shown.
+    assert "Saved artifact" not in result.output
+    notices = [r for r in caplog.records if r.name == "tensorflow" and r.levelno < logging.WARNING]
+    assert [r.getMessage() for r in notices] == []
     storage = app.extensions["storage"]
     current = registry.current(storage)
     for net in ("fnn", "cnn"):
