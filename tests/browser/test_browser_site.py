@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import re
 
+import numpy as np
 import pytest
 from browser_helpers import (
     ADMIN_TOKEN,
@@ -16,6 +18,7 @@ from browser_helpers import (
     save_drawing,
     settle,
 )
+from PIL import Image
 from playwright.sync_api import expect
 
 PAGES = ["/", "/collect", "/stats", "/dataset", "/models", "/internals", "/about"]
@@ -217,3 +220,31 @@ def test_dataset_pager_moves_one_page_at_a_time(page, live_server):
         page.wait_for_timeout(100)
     expect(page.locator("#page-info")).to_have_text(f"Page {pages} of {pages}")
     expect(page.locator("#gallery figure")).to_have_count(1)
+
+
+def edge_shading(locator) -> tuple[float, float]:
+    """How much darker the left and the right edge of an element are than its middle."""
+    image = Image.open(io.BytesIO(locator.screenshot())).convert("L")
+    columns = np.asarray(image, dtype=float).mean(axis=0)
+    middle = float(np.median(columns))
+    return middle - float(columns[:4].mean()), middle - float(columns[-4:].mean())
+
+
+def test_a_table_wider_than_a_phone_shows_that_it_scrolls(browser, live_server):
+    """At 375 px the layer tables scroll sideways: a shadow marks the side with more columns."""
+    phone = {"viewport": {"width": 375, "height": 800}, "device_scale_factor": 1}
+    context = browser.new_context(**phone, bypass_csp=True)  # for the style tag below
+    page = context.new_page()
+    try:
+        page.goto(live_server.url + "/models")
+        # No text, so that only the shading differs between the edges and the middle.
+        page.add_style_tag(content="* { color: transparent !important; }")
+        wide = page.locator("#card-cnn .table-responsive").last
+        assert wide.evaluate("el => el.scrollWidth > el.clientWidth + 40")
+        left, right = edge_shading(wide)
+        assert right > 8 and abs(left) < 3, (left, right)  # more to the right only
+        wide.evaluate("el => { el.scrollLeft = el.scrollWidth; }")
+        left, right = edge_shading(wide)
+        assert left > 8 and abs(right) < 3, (left, right)  # at the end: more to the left only
+    finally:
+        context.close()
