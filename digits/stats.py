@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 
 from digits import feedback, registry
 from digits.storage import NotFound, Storage
@@ -82,18 +83,29 @@ def totals(records: list[dict], labelled: list[dict]) -> dict:
 
 
 def timeline(labelled: list[dict]) -> list[dict]:
-    """One point per day, net and serving version, oldest first."""
-    groups: dict[tuple[str, str, str], list[int]] = {}
+    """One point per day, net and serving version, oldest first.
+
+    `time` is the mean time of the point's answers: versions that served on the same day get
+    their own places on a time axis instead of one spot for the day.
+    """
+    groups: dict[tuple[str, str, str], list] = {}  # -> [correct, total, sum of answer times]
     for r in labelled:
+        answered = datetime.fromisoformat(r["created"]).timestamp()
         for net in NETS:
             version = r.get("versions", {}).get(net, "original")
-            counts = groups.setdefault((r["created"][:10], net, version), [0, 0])
-            counts[0] += r[net]["digit"] == r["digit"]
-            counts[1] += 1
+            sums = groups.setdefault((r["created"][:10], net, version), [0, 0, 0.0])
+            sums[0] += r[net]["digit"] == r["digit"]
+            sums[1] += 1
+            sums[2] += answered
     return [
-        {"date": date, "net": net, "version": version, **tally(*counts)}
-        for (date, net, version), counts in sorted(groups.items())
+        {"date": date, "time": mean_time(seconds / total), "net": net, "version": version}
+        | tally(correct, total)
+        for (date, net, version), (correct, total, seconds) in sorted(groups.items())
     ]
+
+
+def mean_time(timestamp: float) -> str:
+    return datetime.fromtimestamp(round(timestamp), UTC).isoformat()
 
 
 def per_digit(labelled: list[dict], net: str) -> list[float | None]:

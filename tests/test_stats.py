@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from digits import stats
+from digits import feedback, stats
 from tests.test_feedback import fake_prediction, made  # noqa: F401 (fixture)
 
 # (prediction id, FNN said, CNN said, the user's digit)
@@ -57,6 +59,33 @@ def test_timeline_groups_by_day_net_and_version(answered):
     cnn = next(p for p in timeline if p["net"] == "cnn")
     assert (cnn["correct"], cnn["total"], cnn["accuracy"]) == (2, 4, 0.5)
     assert len(cnn["date"]) == 10
+
+
+class Clock(datetime):
+    """datetime whose now() is the time a test sets."""
+
+    at = datetime(2026, 11, 24, tzinfo=UTC)
+
+    @classmethod
+    def now(cls, tz=None):
+        return cls.at
+
+
+def test_versions_of_one_day_get_their_own_times(client, made, monkeypatch):  # noqa: F811
+    """The chart places points by `time`: two versions that served on one day must not share it."""
+    stats.clear_cache()
+    monkeypatch.setattr(feedback, "datetime", Clock)
+    for pid, version, hour in [("a", "original", 9), ("b", "original", 10), ("c", "v1", 15)]:
+        made[pid] = fake_prediction(pid) | {"versions": {"fnn": version, "cnn": "original"}}
+        Clock.at = datetime(2026, 11, 24, hour, tzinfo=UTC)
+        body = {"id": pid, "digit": 3, "consent": False}
+        assert client.post("/api/feedback", json=body).status_code == 202
+    points = {(p["net"], p["version"]): p for p in client.get("/api/stats").json["timeline"]}
+    assert {p["date"] for p in points.values()} == {"2026-11-24"}
+    assert points["fnn", "original"]["time"] == "2026-11-24T09:30:00+00:00"
+    assert points["fnn", "v1"]["time"] == "2026-11-24T15:00:00+00:00"
+    assert points["cnn", "original"]["time"] == "2026-11-24T11:20:00+00:00"  # all three
+    stats.clear_cache()
 
 
 def test_versions_list_the_current_ones(answered):

@@ -48,14 +48,15 @@
     });
   }
 
+  /* One line per net and version. The x axis is time, not days: each point sits at the mean
+     time of its answers, so versions that served on the same day stand side by side. */
   function timelineChart(timeline) {
-    var dates = unique(timeline.map(function (row) { return row.date; })).sort();
     var series = {};
     var order = [];
     timeline.forEach(function (row) {
       var key = row.net + ' ' + row.version;
-      if (!series[key]) { series[key] = { net: row.net, version: row.version, byDate: {} }; order.push(key); }
-      series[key].byDate[row.date] = row.accuracy;
+      if (!series[key]) { series[key] = { net: row.net, version: row.version, points: [] }; order.push(key); }
+      series[key].points.push({ x: Date.parse(row.time || row.date), y: row.accuracy, row: row });
     });
     var shade = { fnn: 0, cnn: 0 };
     var datasets = order.map(function (key) {
@@ -63,19 +64,71 @@
       var colour = COLOURS[s.net] ? COLOURS[s.net][Math.min(shade[s.net]++, 3)] : '#6c757d';
       return {
         label: (NAMES[s.net] || s.net) + ' \u00b7 ' + s.version,
-        data: dates.map(function (d) { return d in s.byDate ? s.byDate[d] : null; }),
+        data: s.points,
         borderColor: colour,
         backgroundColor: colour,
-        spanGaps: true,
-        tension: 0.2,
-        pointRadius: 4
+        // A CNN diamond is larger than an FNN dot, so the two on one spot both show.
+        pointStyle: s.net === 'cnn' ? 'rectRot' : 'circle',
+        pointRadius: s.net === 'cnn' ? 6 : 4,
+        clip: 8,   // a point at 100% shows whole, not cut by the chart's top edge
+        tension: 0.2
       };
     });
+    var options = chartOptions();
+    options.scales.x = timeAxis(timeline.map(function (row) { return Date.parse(row.time || row.date); }));
+    options.plugins.legend = { labels: { usePointStyle: true } };
+    options.plugins.tooltip.callbacks.title = function (items) {
+      return items.length ? answeredOn(items[0].raw.row) : '';
+    };
     new Chart(document.getElementById('timeline-chart'), {
       type: 'line',
-      data: { labels: dates, datasets: datasets },
-      options: chartOptions()
+      data: { datasets: datasets },
+      options: options
     });
+  }
+
+  var HOUR = 3600 * 1000;
+  var STEPS = [1, 2, 3, 6, 12, 24, 48, 7 * 24, 28 * 24].map(function (h) { return h * HOUR; });
+
+  /* A linear axis over the answers' times, its ticks on whole local hours or days. */
+  function timeAxis(times) {
+    var first = Math.min.apply(null, times);
+    var last = Math.max.apply(null, times);
+    var pad = Math.max((last - first) * 0.05, 0.5 * HOUR);   // no point on the very edge
+    var step = STEPS.filter(function (s) { return (last - first + 2 * pad) / s <= 8; })[0] || STEPS[STEPS.length - 1];
+    var min = startOfStep(first - pad, step);
+    var max = min + Math.ceil((last + pad - min) / step) * step;
+    return {
+      type: 'linear', min: min, max: max,
+      ticks: {
+        stepSize: step,
+        maxRotation: 0,   // on a phone, fewer labels rather than slanted ones cut short
+        // Hours under the date, which is said only where it changes.
+        callback: function (value, index, ticks) {
+          var date = dayOf(value);
+          if (step >= 24 * HOUR) { return date; }
+          var hour = new Date(value).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+          return index === 0 || dayOf(ticks[index - 1].value) !== date ? [hour, date] : hour;
+        }
+      }
+    };
+  }
+
+  function dayOf(time) {
+    return new Date(time).toLocaleDateString([], { day: 'numeric', month: 'short' });
+  }
+
+  function startOfStep(time, step) {
+    var day = new Date(time);
+    day.setHours(0, 0, 0, 0);
+    if (step >= 24 * HOUR) { return day.getTime(); }
+    return day.getTime() + Math.floor((time - day.getTime()) / step) * step;
+  }
+
+  /* "24 Nov, 09:30 · 12 answers": when a point's answers came in, on average. */
+  function answeredOn(row) {
+    var when = new Date(row.time || row.date).toLocaleString([], { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+    return row.total ? when + ' \u00b7 ' + row.total + ' answer' + (row.total === 1 ? '' : 's') : when;
   }
 
   function recallChart(perDigit) {
@@ -153,10 +206,6 @@
           ? 'not enough drawings yet' : D.percent(metrics.user_heldout_accuracy, 2))
       ));
     });
-  }
-
-  function unique(list) {
-    return list.filter(function (x, i) { return list.indexOf(x) === i; });
   }
 
   load();

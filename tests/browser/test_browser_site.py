@@ -92,6 +92,38 @@ def test_recall_of_zero_shows_a_bar_and_no_data_shows_none(page, live_server):
     assert not any(h > 0 for h in heights[2:])  # no drawings of these digits: no bar (NaN)
 
 
+def test_versions_of_one_day_each_have_their_own_point(page, live_server):
+    """Two FNN versions and the CNN, all right every time on one day: three places, not one."""
+
+    def point(net, version, time):
+        day = "2026-11-24"
+        return {"date": day, "time": f"{day}T{time}:00+00:00", "net": net, "version": version,
+                "correct": 2, "total": 2, "accuracy": 1.0}  # fmt: skip
+
+    stats = {
+        "totals": {"feedback": 4, "fnn": {"correct": 4, "total": 4, "accuracy": 1.0}, "cnn": {}},
+        "timeline": [
+            point("fnn", "original", "09:30"),
+            point("fnn", "v1", "15:00"),
+            point("cnn", "original", "11:20"),
+        ],
+        "per_digit": {},
+        "confusion": {},
+        "versions": [],
+    }
+    page.route("**/api/stats", lambda route: route.fulfill(json=stats))
+    page.goto(live_server.url + "/stats")
+    expect(page.locator("#charts")).to_be_visible()
+    page.wait_for_timeout(600)  # let the chart animation finish
+    spots = page.evaluate(
+        """() => Chart.getChart('timeline-chart').data.datasets.map((d, i) =>
+             Chart.getChart('timeline-chart').getDatasetMeta(i).data.map(p => [p.x, p.y]))"""
+    )
+    places = [tuple(round(v) for v in xy) for points in spots for xy in points]
+    assert len(places) == 3 and len(set(places)) == 3, places
+    assert places[0][0] < places[2][0] < places[1][0]  # in the order they served
+
+
 def test_stats_page_without_feedback_says_so(page, live_server):
     empty = {
         "totals": {"feedback": 0, "fnn": {}, "cnn": {}},
