@@ -10,7 +10,8 @@ import io
 import os
 from pathlib import Path
 
-from flask import Flask, abort, current_app, jsonify, request, send_file
+from flask import Flask, Response, abort, current_app, jsonify, request, send_file
+from werkzeug.http import is_resource_modified
 from werkzeug.wsgi import get_content_length
 
 import functions
@@ -229,11 +230,24 @@ def gallery_item(meta: dict) -> dict:
 
 
 def dataset_image(name: str):
+    """One drawing's PNG. Browsers keep it but ask again before each use, so one an admin
+    deleted is gone at once; asking again costs one metadata read and a 304 without the PNG."""
     try:
-        png = dataset.image(storage(), name)
+        etag = dataset.image_etag(storage(), name)
+        if not is_resource_modified(request.environ, etag=etag):
+            return revalidated_each_time(Response(status=304), etag)
+        png = dataset.committed_image(storage(), name)
     except (ValueError, NotFound):
         abort(404, "no such drawing")
-    return send_file(io.BytesIO(png), mimetype="image/png", max_age=3600)
+    response = send_file(io.BytesIO(png), mimetype="image/png", etag=etag)
+    return revalidated_each_time(response, etag)
+
+
+def revalidated_each_time(response: Response, etag: str) -> Response:
+    response.set_etag(etag)
+    response.cache_control.no_cache = True
+    response.cache_control.max_age = None
+    return response
 
 
 @admin_required

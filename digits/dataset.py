@@ -8,6 +8,7 @@ whose metadata is missing was never acknowledged and is ignored.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import secrets
@@ -141,7 +142,22 @@ def metadata(storage: Storage, name: str) -> dict:
 
 def image(storage: Storage, name: str) -> bytes:
     metadata(storage, name)  # raises NotFound unless the drawing was committed
+    return committed_image(storage, name)
+
+
+def committed_image(storage: Storage, name: str) -> bytes:
+    """The PNG of a drawing whose metadata was just read (by image_etag, say)."""
     return storage.get(image_key(name)).data
+
+
+def image_etag(storage: Storage, name: str) -> str:
+    """An HTTP validator for the drawing's PNG from its metadata alone; NotFound unless committed.
+
+    Each write of a drawing ends with fresh metadata (a copy written again gets a new
+    "created"), so a new PNG under a name always comes with a new tag.
+    """
+    created = metadata(storage, name).get("created")
+    return hashlib.blake2b(f"{name} {created}".encode(), digest_size=12).hexdigest()
 
 
 def delete(storage: Storage, name: str) -> None:

@@ -232,7 +232,11 @@ PATHS = {
             "summary": "One drawing's PNG",
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {}}],
             "responses": {
-                "200": {"description": "the PNG", "content": {"image/png": {}}},
+                "200": {
+                    "description": "the PNG, with an ETag and `Cache-Control: no-cache`",
+                    "content": {"image/png": {}},
+                },
+                "304": {"description": "unchanged since the ETag sent in If-None-Match"},
                 "404": json_response("no such drawing"),
             },
         }

@@ -117,6 +117,29 @@ def test_a_range_past_the_end_gets_416_with_content_range(client, drawing_url):
     assert response.headers["Content-Range"].startswith("bytes */")
 
 
+def test_images_are_revalidated_so_a_deleted_one_is_gone(admin_client, drawing_url):
+    """Browsers keep an image but ask again each time: unchanged is a 304, deleted a 404."""
+    name = save(admin_client, drawing_url, 7)
+    url = f"/api/dataset/image/{name}"
+    first = admin_client.get(url)
+    assert first.status_code == 200 and first.data.startswith(b"\x89PNG")
+    assert first.cache_control.no_cache and first.cache_control.max_age in (None, 0)
+    etag = first.headers["ETag"]
+    storage = admin_client.application.extensions["storage"]
+    read = []
+    real_get = storage.get
+    storage.get = lambda key: read.append(key) or real_get(key)
+    again = admin_client.get(url, headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    assert again.headers["ETag"] == etag and again.cache_control.no_cache
+    assert read == [dataset.meta_key(name)]  # the PNG itself is not read for a 304
+    other = admin_client.get(url, headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.data == first.data
+    right = {"Authorization": "Bearer s3cret"}
+    assert admin_client.delete(f"/api/dataset/{name}", headers=right).status_code == 200
+    assert admin_client.get(url, headers={"If-None-Match": etag}).status_code == 404
+
+
 def test_deleting_a_name_too_long_to_be_ours_is_404(admin_client, drawing_url):
     save(admin_client, drawing_url, 7)
     right = {"Authorization": "Bearer s3cret"}
