@@ -10,6 +10,7 @@
   var NAMES = { fnn: 'FNN', cnn: 'CNN' };
   var DEBOUNCE_MS = 200;   // long enough to skip mid-gesture pauses, short enough to feel live
   var SURE = 0.6;          // below this top probability the answer is a guess, and we say so
+  var CONSENT_KEY = 'digits.consent';
 
   var $app = $('#predict-app');
   var $status = $('#status');
@@ -241,6 +242,20 @@
     if (xhr.status === 404) { return 'The server no longer knows this prediction. Draw again to give feedback.'; }
     return D.errorMessage(xhr, 'Your answer was not saved');
   }
+
+  /* The consent box starts ticked; whatever the person chose last is remembered in this browser. */
+  function restoreConsent() {
+    var saved = null;
+    try { saved = window.localStorage.getItem(CONSENT_KEY); } catch (e) { /* storage disabled */ }
+    if (saved === 'true' || saved === 'false') { $('#consent').prop('checked', saved === 'true'); }
+  }
+
+  $('#consent').on('change', function () {
+    try {
+      window.localStorage.setItem(CONSENT_KEY, String(this.checked));
+    } catch (e) { /* storage disabled: the choice lasts until the page reloads */ }
+  });
+  restoreConsent();
 
   $feedback.on('click', 'button[data-answer]', function () {
     var raw = $(this).attr('data-answer');

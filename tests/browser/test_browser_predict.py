@@ -177,3 +177,28 @@ def test_a_slow_server_is_not_called_unreachable(page, live_server):
     expect(page.locator("#status")).to_contain_text("Recognising")
     page.clock.run_for(21_000)  # past the 20 s timeout
     expect(page.locator("#status")).to_contain_text("took too long to answer")
+
+
+def test_the_consent_choice_is_remembered(page, live_server):
+    """Ticked at first; unticked once, it stays unticked on the next visit, and is sent so."""
+    page.goto(live_server.url + "/")
+    mouse_draw(page, mnist_digit(7))
+    expect_answers(page)
+    expect(page.locator("#consent")).to_be_checked()
+    page.locator("#consent").uncheck()
+
+    page.goto(live_server.url + "/")
+    mouse_draw(page, mnist_digit(7))
+    answers = expect_answers(page)
+    expect(page.locator("#consent")).not_to_be_checked()
+    with page.expect_request("**/api/feedback") as sent:
+        page.locator(f'#feedback-answers button[data-answer="{answers["cnn"]}"]').click()
+    assert sent.value.post_data_json["consent"] is False
+    expect(page.locator("#status")).to_contain_text("will not be used for training")
+
+    page.reload()  # ticking it again is remembered too
+    mouse_draw(page, mnist_digit(7))
+    expect_answers(page)
+    page.locator("#consent").check()
+    page.goto(live_server.url + "/")
+    expect(page.locator("#consent")).to_be_checked()
