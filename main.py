@@ -159,6 +159,14 @@ def request_fields() -> dict:
     return request.form.to_dict()
 
 
+def json_fields() -> dict:
+    """The body of an endpoint that takes JSON only, as documented: a form has no true, false
+    or null, so its "true" would only be refused as not a boolean."""
+    if request.mimetype != "application/json":
+        abort(415, "send JSON (application/json): a form cannot say true, false or null")
+    return request_fields()
+
+
 def register_routes(app: Flask) -> None:
     app.add_url_rule("/hook", view_func=hook, methods=["POST"])
     app.add_url_rule("/healthz", view_func=healthz)
@@ -278,7 +286,7 @@ def give_feedback():
     from digits import feedback
 
     try:
-        feedback.record_feedback(storage(), request_fields())
+        feedback.record_feedback(storage(), json_fields())
     except feedback.UnknownPrediction:
         abort(404, "no such prediction")
     except feedback.AlreadyAnswered:

@@ -193,6 +193,7 @@ PATHS = {
                 "404": json_response("no prediction has this id"),
                 "409": json_response("this prediction has already taken feedback"),
                 **ERRORS,
+                "415": json_response("the body is not JSON: a form cannot say true, false or null"),
                 **RATE_LIMITED,
             },
         }

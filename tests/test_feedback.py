@@ -110,6 +110,23 @@ def test_unknown_prediction_is_404(client, storage_dir, made):
 
 
 @pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_form_is_refused_with_415_as_documented(client, storage_dir, made, content_type):
+    """Feedback is JSON only (unlike /hook): a form has no true, false or null to send."""
+    form = {"id": "p1", "digit": "3", "consent": "true"}
+    response = client.post("/api/feedback", data=form, content_type=content_type)
+    assert response.status_code == 415
+    assert "JSON" in response.json["error"]
+    assert stored_keys(storage_dir, "feedback") == []
+    documented = client.get("/api/openapi.json").json["paths"]["/api/feedback"]["post"]
+    assert list(documented["requestBody"]["content"]) == ["application/json"]
+    assert "not JSON" in documented["responses"]["415"]["description"]
+    # Nothing was half-recorded: the same answer as JSON is the first.
+    assert client.post("/api/feedback", json={**form, "consent": True}).status_code == 202
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"digit": 3, "consent": True},
