@@ -289,6 +289,8 @@ def service_for(config: dict, storage: Storage) -> ModelService:
     return ModelService(
         storage,
         config["MODELS_DIR"],
-        poll_seconds=float(config.get("MODEL_POLL_SECONDS") or 2.0),
-        watch=settings.is_on(watch),
+        poll_seconds=settings.seconds(
+            "MODEL_POLL_SECONDS", config.get("MODEL_POLL_SECONDS") or 2.0
+        ),
+        watch=settings.on_off("MODEL_WATCH", watch),
     )

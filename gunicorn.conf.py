@@ -6,6 +6,16 @@ reads this file from the working directory by itself.
 
 import os
 
+from digits import settings
+
+
+@settings.exit_on_bad_setting()
+def env_count(name: str, default: int) -> int:
+    """A count from the environment; a malformed one stops gunicorn with one `Error: …` line.
+    (A WEB_CONCURRENCY that is not a number at all fails in gunicorn's own import, before this.)"""
+    return settings.whole_number(name, os.environ.get(name) or default, minimum=1)
+
+
 # Heroku tells the dyno which port to listen on; 5000 is the local default.
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 
@@ -14,17 +24,17 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # we plan for: while one waits (a disk flush, an S3 round trip, its GIL), the others keep both
 # cores busy. In short runs at 500 predictions/s on 2 cores, p99 was 10-16 ms with 3 workers and
 # 26-61 ms with 2; in later one-minute runs the machine's own swings hid any difference.
-workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+workers = env_count("WEB_CONCURRENCY", 3)
 
 # Threads let one worker overlap storage I/O (S3 round trips) with predictions,
 # which release the GIL inside LiteRT. A call borrows an idle interpreter (functions.Model).
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = env_count("GUNICORN_THREADS", 4)
 
 # A gthread worker accepts every keep-alive connection it can hold: under load one worker took
 # all 32 clients while the other idled. Capping each worker's open connections shares them out.
 # Past workers x this many, new connections wait in the listen queue until one closes.
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "16"))
+worker_connections = env_count("GUNICORN_WORKER_CONNECTIONS", 16)
 
 # Heroku's router gives up on a request after 30 s; stop a stuck worker before it does.
 timeout = 25
@@ -61,11 +71,12 @@ if os.environ.get("DYNO") and "FORWARDED_ALLOW_IPS" not in os.environ:
 
 
 def on_starting(server):
-    """Check STORAGE_URL in the master, before any worker boots: a malformed one stops gunicorn
-    with one line (exit code 1). A worker that failed on it would be started again, for ever."""
-    from digits.cli_errors import check_storage_url
+    """Check the app's settings in the master, before any worker boots: a malformed one stops
+    gunicorn with one line (exit code 1). A worker that failed on it would be started again,
+    for ever."""
+    from digits.cli_errors import check_settings
 
-    check_storage_url()
+    check_settings()
 
 
 def post_worker_init(worker):

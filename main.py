@@ -15,11 +15,10 @@ from werkzeug.http import is_resource_modified
 from werkzeug.wsgi import get_content_length
 
 import functions
-from digits import dataset, fastpath, logs, malloc, openapi, security
+from digits import dataset, fastpath, logs, malloc, openapi, security, settings
 from digits.auth import admin_required, check_admin
-from digits.cli_errors import open_storage_or_exit
 from digits.images import BadInput, decode_drawing, parse_label
-from digits.storage import NotFound, Storage, StorageUnavailable
+from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
 
 ROOT = Path(__file__).resolve().parent
 # Settings read from the environment when set; secrets come only from there.
@@ -38,6 +37,9 @@ ENV_SETTINGS += ("MODEL_POLL_SECONDS", "MODEL_WATCH")
 ENV_SETTINGS += ("FAST_PREDICT",)
 
 
+# A setting that cannot be used stops flask's commands with one line, not a traceback
+# (digits/cli_errors.py checks the same settings before gunicorn or digits.local start).
+@settings.exit_on_bad_setting()
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
@@ -55,7 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.update({k: os.environ[k] for k in ENV_SETTINGS if os.environ.get(k)})
     if test_config:
         app.config.update(test_config)
-    app.extensions["storage"] = app.config.get("STORAGE") or open_storage_or_exit(
+    app.extensions["storage"] = app.config.get("STORAGE") or open_storage(
         app.config["STORAGE_URL"], app.config["AWS_ENDPOINT_URL"]
     )
     # Models: LiteRT serving, kept current by a watcher thread (functions.py)

@@ -1,5 +1,5 @@
-"""What every command-line entry point shares: a storage failure, or a STORAGE_URL that cannot
-be used, ends it with one clear line, not a traceback."""
+"""What every command-line entry point shares: a storage failure, or a setting that cannot be
+used, ends it with one clear line, not a traceback."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import click
 
-from digits.storage import Storage, StorageUnavailable, open_storage
+from digits import security, settings
+from digits.storage import StorageUnavailable, open_storage
 
 
 def storage_errors(command: Callable) -> Callable:
@@ -25,20 +26,26 @@ def storage_errors(command: Callable) -> Callable:
     return run
 
 
-def open_storage_or_exit(url: str, endpoint_url: str | None = None) -> Storage:
-    """open_storage, but a malformed STORAGE_URL ends the process with `Error: …` and exit code 1.
+# Each setting create_app reads from the environment that can be malformed, and the function
+# that reads it there (AWS_ENDPOINT_URL, MODELS_DIR and ADMIN_TOKEN take any text).
+SETTING_READERS = {
+    "STORAGE_URL": lambda name, value: open_storage(value),
+    "CORS_ORIGINS": security.parse_origins,
+    "RATE_LIMIT_SAVES": security.parse_rate,
+    "RATE_LIMIT_FEEDBACK": security.parse_rate,
+    "TRUSTED_PROXY_HOPS": settings.whole_number,
+    "LOG_REQUESTS": settings.on_off,
+    "MODEL_POLL_SECONDS": settings.seconds,
+    "MODEL_WATCH": settings.on_off,
+    "FAST_PREDICT": settings.on_off,
+}
 
-    create_app opens storage while flask loads the app for a command, before click can turn an
-    error into one line, and flask prints a traceback for anything but SystemExit.
-    """
-    try:
-        return open_storage(url, endpoint_url)
-    except ValueError as e:
-        raise SystemExit(f"Error: {e}") from None
 
-
-def check_storage_url() -> None:
-    """The same line, before any process starts: in the gunicorn master (a worker that exits
-    is started again, for ever) and in `python -m digits.local` (once, not once per child)."""
-    if os.environ.get("STORAGE_URL"):  # unset or empty: create_app's default folder
-        open_storage_or_exit(os.environ["STORAGE_URL"])
+@settings.exit_on_bad_setting()
+def check_settings() -> None:
+    """create_app's line for a malformed setting, before any process starts: in the gunicorn
+    master (a worker that exits is started again, for ever) and in `python -m digits.local`
+    (once, not once per child)."""
+    for name, read in SETTING_READERS.items():
+        if os.environ.get(name):  # unset or empty: create_app's default
+            read(name, os.environ[name])

@@ -36,7 +36,7 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 def init_app(app: Flask) -> None:
     """Put the layer right around Flask, inside any proxy fix, so it sees the fixed environ."""
     app.config.setdefault("FAST_PREDICT", True)
-    if settings.is_on(app.config["FAST_PREDICT"]):
+    if settings.on_off("FAST_PREDICT", app.config["FAST_PREDICT"]):
         app.wsgi_app = FastPredict(app, app.wsgi_app)
 
 

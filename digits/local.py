@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from digits.cli_errors import check_storage_url
+from digits.cli_errors import check_settings
 
 FLASK = [sys.executable, "-m", "flask", "--app", "main"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def stop(children: list[subprocess.Popen]) -> None:
 
 
 def main() -> int:
-    check_storage_url()
+    check_settings()
     port = os.environ.get("PORT", "5000")
     children = [subprocess.Popen(cmd, cwd=ROOT) for cmd in commands(port)]
     # SIGTERM (Heroku, systemd, kill) takes the same path as Ctrl-C.

@@ -47,7 +47,7 @@ class RequestLog:
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("LOG_REQUESTS", True)
-    if not settings.is_on(app.config["LOG_REQUESTS"]):
+    if not settings.on_off("LOG_REQUESTS", app.config["LOG_REQUESTS"]):
         return
     app.extensions["request_log"] = RequestLog()
     app.before_request(start_timer)

@@ -8,6 +8,8 @@
   "N/second|minute|hour", or "off". The limit is per client IP and per worker process.
 - `TRUSTED_PROXY_HOPS`: how many proxies in front of us set X-Forwarded-For
   (1 on Heroku, whose router appends the real client; 0 elsewhere, so nobody can spoof it).
+
+A value that cannot be used raises settings.BadSetting when the app is made.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from digits import settings
 
 # Self only. `img-src data:` because the page previews drawings as data: URLs;
 # no 'unsafe-inline' anywhere, so an injected <script> or style attribute never runs.
@@ -56,7 +60,9 @@ LIMITED_ROUTES = {
     ("POST", "/api/feedback"): "RATE_LIMIT_FEEDBACK",
 }
 PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$", re.ASCII)
+# A browser's Origin header: scheme, host (a name, or an address in brackets) and maybe a port.
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?", re.ASCII)
 # Past this many tracked clients, forget those whose bucket has refilled (they lose nothing).
 MAX_TRACKED_CLIENTS = 10_000
 
@@ -75,13 +81,13 @@ class Rate:
     per_second: float
 
 
-def parse_rate(text: str | None) -> Rate | None:
-    """ "30/minute" -> Rate(30, 0.5); "off", "" or None -> None (no limit)."""
+def parse_rate(name: str, text: str | None) -> Rate | None:
+    """ "30/minute" -> Rate(30, 0.5); "off", "" or None -> None (no limit); else BadSetting."""
     if text is None or str(text).strip().lower() in ("", "off", "none"):
         return None
     match = _RATE.match(str(text))
     if not match or int(match.group(1)) < 1:
-        raise ValueError(f"rate limit must look like '30/minute' or be 'off', not {text!r}")
+        raise settings.refused(name, text, "N/second, N/minute, N/hour or off")
     count = int(match.group(1))
     return Rate(capacity=float(count), per_second=count / PERIODS[match.group(2)])
 
@@ -133,7 +139,7 @@ def init_app(app: Flask) -> None:
 
 
 def trust_proxy(app: Flask) -> None:
-    hops = int(app.config["TRUSTED_PROXY_HOPS"] or 0)
+    hops = settings.whole_number("TRUSTED_PROXY_HOPS", app.config["TRUSTED_PROXY_HOPS"] or 0)
     if hops > 0:
         # Heroku's router appends the client's address to X-Forwarded-For; trusting
         # exactly one hop means a client's own X-Forwarded-For value is ignored.
@@ -141,8 +147,17 @@ def trust_proxy(app: Flask) -> None:
 
 
 def cors_origins(app: Flask) -> list[str]:
-    raw = app.config.get("CORS_ORIGINS") or ""
-    return [o.strip().rstrip("/") for o in str(raw).split(",") if o.strip()]
+    return parse_origins("CORS_ORIGINS", app.config.get("CORS_ORIGINS"))
+
+
+def parse_origins(name: str, text: str | None) -> list[str]:
+    """ "https://a.example, http://b.example:8000/" -> both, without the slash; "" -> [].
+    A site without its scheme would never match a browser's Origin, so it is refused."""
+    origins = [o.strip().rstrip("/") for o in str(text or "").split(",") if o.strip()]
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise settings.refused(name, text, "origins such as https://a.example, comma-separated")
+    return origins
 
 
 def init_cors(app: Flask) -> None:
@@ -165,7 +180,7 @@ def init_cors(app: Flask) -> None:
 def init_rate_limits(app: Flask) -> None:
     limiters = {}
     for route, setting in LIMITED_ROUTES.items():
-        rate = parse_rate(app.config.get(setting))
+        rate = parse_rate(setting, app.config.get(setting))
         if rate is not None:
             limiters[route] = TokenBucketLimiter(rate)
     app.extensions["rate_limiters"] = limiters

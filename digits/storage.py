@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
+from digits.settings import BadSetting
+
 _KEY_PATTERN = re.compile(r"[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*")
 
 
@@ -335,16 +337,17 @@ class _translate_errors:
 
 
 def open_storage(url: str, endpoint_url: str | None = None) -> Storage:
-    """`s3://bucket/prefix` selects S3; a plain path or `file://path` selects a local folder."""
+    """`s3://bucket/prefix` selects S3; a plain path or `file://path` selects a local folder.
+    Any other STORAGE_URL raises BadSetting."""
     parsed = urlparse(url)
     if parsed.scheme == "s3":
         if not parsed.netloc:
-            raise ValueError(f"STORAGE_URL has no bucket: {url!r}")
+            raise BadSetting(f"STORAGE_URL has no bucket: {url!r}")
         return S3Storage(parsed.netloc, parsed.path, endpoint_url)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):  # file://folder/x would quietly be /x
-            raise ValueError(f"a file:// STORAGE_URL needs an absolute path (file:///…): {url!r}")
+            raise BadSetting(f"a file:// STORAGE_URL needs an absolute path (file:///…): {url!r}")
         return LocalStorage(parsed.path)
     if parsed.scheme and len(parsed.scheme) > 1:
-        raise ValueError(f"unsupported STORAGE_URL scheme: {parsed.scheme!r}")
+        raise BadSetting(f"unsupported STORAGE_URL scheme: {parsed.scheme!r}")
     return LocalStorage(url)

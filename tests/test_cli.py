@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from main import create_app
+from digits import settings
+from digits.cli_errors import SETTING_READERS, check_settings
+from main import ENV_SETTINGS, create_app
 from tests.conftest import BIN, ROOT, free_port
 
 
@@ -73,17 +75,100 @@ ENTRY_POINTS = {
 }
 
 
+def run_entry_point(entry_point: str, settings: dict) -> subprocess.CompletedProcess:
+    port = str(free_port())
+    command = [part.replace("{port}", port) for part in ENTRY_POINTS[entry_point]]
+    env = {**os.environ, "PORT": port, "WEB_CONCURRENCY": "1", **settings}
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line(result: subprocess.CompletedProcess, line: str) -> None:
+    assert result.returncode == 1
+    assert line in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("Error:") == 1, result.stderr  # digits.local: not once per child
+
+
 @pytest.mark.parametrize("entry_point", ENTRY_POINTS)
 @pytest.mark.parametrize(
     ("url", "problem"),
     [("s3://", "STORAGE_URL has no bucket"), ("ftp://x", "unsupported STORAGE_URL scheme")],
 )
 def test_a_malformed_storage_url_stops_every_entry_point_with_one_line(entry_point, url, problem):
-    port = str(free_port())
-    command = [part.replace("{port}", port) for part in ENTRY_POINTS[entry_point]]
-    env = {**os.environ, "STORAGE_URL": url, "PORT": port, "WEB_CONCURRENCY": "1"}
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert f"Error: {problem}" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.count("Error:") == 1, result.stderr  # digits.local: not once per child
+    assert_one_line(run_entry_point(entry_point, {"STORAGE_URL": url}), f"Error: {problem}")
+
+
+ON_OFF = "use on or off"
+RATE = "use N/second, N/minute, N/hour or off"
+# Every setting create_app reads that can be malformed, with a value it must refuse.
+MALFORMED_SETTINGS = [
+    ("RATE_LIMIT_SAVES", "lots", RATE),
+    ("RATE_LIMIT_FEEDBACK", "5/fortnight", RATE),
+    ("RATE_LIMIT_FEEDBACK", "0/minute", RATE),
+    ("TRUSTED_PROXY_HOPS", "x", "use a whole number, 0 or more"),
+    ("TRUSTED_PROXY_HOPS", "-1", "use a whole number, 0 or more"),
+    ("MODEL_POLL_SECONDS", "abc", "use a number of seconds above 0"),
+    ("MODEL_POLL_SECONDS", "-2", "use a number of seconds above 0"),
+    ("MODEL_POLL_SECONDS", "nan", "use a number of seconds above 0"),
+    ("MODEL_POLL_SECONDS", "0", "use a number of seconds above 0"),
+    ("LOG_REQUESTS", "maybe", ON_OFF),
+    ("FAST_PREDICT", "perhaps", ON_OFF),
+    ("MODEL_WATCH", "sometimes", ON_OFF),
+    ("CORS_ORIGINS", "a.example", "use origins such as https://a.example, comma-separated"),
+    ("CORS_ORIGINS", "https://a.example,https://b.example/page", "use origins such as"),
+]
+
+
+def test_settings_read_their_words_and_numbers():
+    for on in (True, 1, "1", "on", "ON", "true", " yes "):
+        assert settings.on_off("S", on) is True
+    for off in (False, 0, "0", "off", "False", "no", ""):
+        assert settings.on_off("S", off) is False
+    assert settings.whole_number("S", "0") == 0 and settings.whole_number("S", 3, minimum=1) == 3
+    assert settings.seconds("S", "0.5") == 0.5 and settings.seconds("S", 2) == 2.0
+    for bad in ("", "1.5", "٣", "0"):  # not a whole number, or below the minimum
+        with pytest.raises(settings.BadSetting, match="use a whole number, 1 or more"):
+            settings.whole_number("S", bad, minimum=1)
+    for bad in ("inf", "-inf", "", "1s"):
+        with pytest.raises(settings.BadSetting, match="use a number of seconds above 0"):
+            settings.seconds("S", bad)
+
+
+def test_every_setting_that_can_be_malformed_is_checked_before_start():
+    # A setting create_app reads but check_settings does not would fail only in each gunicorn
+    # worker, which gunicorn starts again, for ever.
+    free_text = {"AWS_ENDPOINT_URL", "MODELS_DIR", "ADMIN_TOKEN"}
+    assert set(SETTING_READERS) == set(ENV_SETTINGS) - free_text
+    assert {name for name, _, _ in MALFORMED_SETTINGS} == set(SETTING_READERS) - {"STORAGE_URL"}
+
+
+@pytest.mark.parametrize(("name", "value", "accepted"), MALFORMED_SETTINGS)
+def test_a_malformed_setting_is_one_line_from_create_app_and_the_check(
+    tmp_path, monkeypatch, name, value, accepted
+):
+    monkeypatch.setenv(name, value)
+    line = f"Error: {name}={value!r}: {accepted}"
+    with pytest.raises(SystemExit) as made:
+        create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "s")})
+    assert str(made.value.code).startswith(line)
+    with pytest.raises(SystemExit) as checked:
+        check_settings()
+    assert checked.value.code == made.value.code
+
+
+@pytest.mark.parametrize(
+    ("entry_point", "name", "value", "line"),
+    [
+        ("flask command", "RATE_LIMIT_SAVES", "lots", f"Error: RATE_LIMIT_SAVES='lots': {RATE}"),
+        ("flask command", "LOG_REQUESTS", "maybe", f"Error: LOG_REQUESTS='maybe': {ON_OFF}"),
+        ("gunicorn", "FAST_PREDICT", "perhaps", f"Error: FAST_PREDICT='perhaps': {ON_OFF}"),
+        ("gunicorn", "MODEL_POLL_SECONDS", "nan", "Error: MODEL_POLL_SECONDS='nan': use a"),
+        ("make run", "TRUSTED_PROXY_HOPS", "x", "Error: TRUSTED_PROXY_HOPS='x': use a whole"),
+        # gunicorn.conf.py's own settings
+        ("gunicorn", "GUNICORN_THREADS", "abc", "Error: GUNICORN_THREADS='abc': use a whole"),
+        ("gunicorn", "GUNICORN_WORKER_CONNECTIONS", "x", "Error: GUNICORN_WORKER_CONNECTIONS="),
+        ("gunicorn", "WEB_CONCURRENCY", "0", "Error: WEB_CONCURRENCY='0': use a whole number, 1"),
+    ],
+)
+def test_a_malformed_setting_stops_the_entry_points_with_one_line(entry_point, name, value, line):
+    assert_one_line(run_entry_point(entry_point, {name: value}), line)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digits import security
+from digits import security, settings
 from main import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,12 +101,22 @@ def test_cors_origins_allows_only_the_listed_sites(storage_dir):
 
 
 def test_parse_rate():
-    assert security.parse_rate("30/minute") == security.Rate(30.0, 0.5)
-    assert security.parse_rate(" 5 / second ") == security.Rate(5.0, 5.0)
-    assert security.parse_rate("off") is None and security.parse_rate("") is None
+    assert security.parse_rate("R", "30/minute") == security.Rate(30.0, 0.5)
+    assert security.parse_rate("R", " 5 / second ") == security.Rate(5.0, 5.0)
+    assert security.parse_rate("R", "off") is None and security.parse_rate("R", "") is None
     for bad in ("30", "0/minute", "-1/minute", "30/day", "lots"):
-        with pytest.raises(ValueError):
-            security.parse_rate(bad)
+        with pytest.raises(settings.BadSetting, match=f"^R={bad!r}: use N/second"):
+            security.parse_rate("R", bad)
+
+
+def test_parse_origins():
+    given = " https://a.example, http://localhost:8000/ ,http://[::1]:5000,"
+    expected = ["https://a.example", "http://localhost:8000", "http://[::1]:5000"]
+    assert security.parse_origins("C", given) == expected
+    assert security.parse_origins("C", "") == [] and security.parse_origins("C", None) == []
+    for bad in ("a.example", "ftp://a.example", "https://a.example/api", "https://a.*", "https://"):
+        with pytest.raises(settings.BadSetting, match="^C='.*': use origins such as"):
+            security.parse_origins("C", bad)
 
 
 def test_token_bucket_refills_over_time():
