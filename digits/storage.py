@@ -172,7 +172,9 @@ class LocalStorage:
         with _disk_errors(key):
             try:
                 data = self._path(key).read_bytes()
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            # A key that names a folder holds no object, as on S3. A folder on the way that is
+            # a file (NotADirectoryError), like any other failure, is the disk's: unavailable.
+            except (FileNotFoundError, IsADirectoryError):
                 raise NotFound(key) from None
         return Blob(data, etag_of(data))
 

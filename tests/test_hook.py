@@ -309,6 +309,12 @@ def test_a_failing_disk_gives_503_and_no_false_ok(drawing_url, tmp_path):
     assert client.get("/healthz").json["storage"] == "unavailable"
     for reading in ("/api/dataset/counts", "/api/dataset", "/api/stats"):
         assert client.get(reading).status_code == 503, reading  # not an empty dataset
+    # One key read: not "no such drawing" or "no such prediction" (404) either.
+    image = client.get("/api/dataset/image/3_20260101T000000000000_0123456789ab")
+    assert image.status_code == 503 and "unavailable" in image.json["error"]
+    answer = {"id": "p20260101T000000000000-0123abcd-89abcdef", "digit": 3, "consent": False}
+    response = client.post("/api/feedback", json=answer)
+    assert response.status_code == 503 and "nothing was saved" in response.json["error"]
 
 
 def test_s3_down_gives_503_and_no_false_ok(drawing_url, tmp_path):

@@ -103,13 +103,19 @@ def test_local_write_leaves_no_temp_files(tmp_path):
 
 def test_a_failing_disk_is_unavailable(tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    store = LocalStorage(tmp_path / "file" / "storage")  # the disk refuses every write here
+    store = LocalStorage(tmp_path / "file" / "storage")  # the disk refuses everything here
     with pytest.raises(StorageUnavailable):
         store.put("d/k", b"x")
     with pytest.raises(StorageUnavailable):
         store.delete("d/k")
-    with pytest.raises(NotFound):
-        store.get("d/k")
+    with pytest.raises(StorageUnavailable, match="Not a directory"):
+        store.get("d/k")  # a broken disk, not a missing key: 503, not 404
+
+
+def test_a_key_that_names_a_folder_is_missing(store):
+    store.put("a/b", b"x")
+    with pytest.raises(NotFound):  # "a" holds no object, as on S3
+        store.get("a")
 
 
 @pytest.mark.parametrize("root", ["file", "file/storage"])
