@@ -59,8 +59,9 @@ def parse_request(fields: dict) -> tuple[str, int | None, bool]:
 # The writer takes a batch at least every WAKE_SECONDS (0.25 s): the waits add up to 0.64 s,
 # enough for that and for the write itself.
 RETRY_DELAYS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25)
-# Only a batch opened this recently can still be in a writer's queue (a failing write is
-# retried for about 3 s); the margin also covers clocks of different dynos that disagree.
+# Only a batch opened this recently can still be on its way to storage, unless storage failed
+# (then it waits in its writer's queue for storage to come back, longer than a wait here could
+# cover); the margin also covers clocks of different dynos that disagree.
 QUEUED_SECONDS = 10.0
 
 

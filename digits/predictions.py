@@ -7,11 +7,14 @@
 A prediction answers in about a millisecond, and a storage write costs far more: an S3 round
 trip, or a file created and renamed on a local disk (about 0.3 ms of CPU, measured under load).
 So `submit` only queues the record, and one writer thread per process saves each batch of
-records as one object. A batch opens with the first record after the writer took the last one,
-and its name starts each of its ids (`p<time>-<batch hex>-<record hex>`), so feedback finds a
-record with one read. Nobody was promised the save, so writes are `durable=False`, and when the
-queue is full the record is dropped and counted rather than making the request wait. `load`
-finds a record that is still queued, so feedback can follow its prediction at once.
+records as one object. A batch opens with the first record after the last one closed (full, or
+taken by the writer), and its name starts each of its ids (`p<time>-<batch hex>-<record hex>`),
+so feedback finds a record with one read. Nobody was promised the save, so writes are
+`durable=False`. A batch that storage refuses stays queued and is tried again, less often the
+longer storage stays away, so an outage loses nothing while the queue has room; when it is full
+(MAX_PENDING records, failed batches included) the oldest record is dropped and counted rather
+than making a request wait. `load` finds a record while it is queued, so feedback can follow its
+prediction at once, and find it during an outage too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import re
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,12 +42,17 @@ log = logging.getLogger(__name__)
 # p<batch time>-<batch hex>-<record hex>. Ids from before batching lack the record part; each
 # of those records is its own object, and they stay readable (feedback across a deploy).
 _ID = re.compile(r"(p\d{8}T\d{12}-[0-9a-f]{8})(-[0-9a-f]{8})?", re.ASCII)
-MAX_PENDING = 2000  # about 10 MB of queued drawings at most
+MAX_PENDING = 2000  # about 10 MB of queued drawings at most, batches that failed included
 BATCH = 64
 # The writer wakes this often, or at once when a batch is full: waking it for every record
 # would hand it the GIL in the middle of every request (measured: +1 ms a request).
 WAKE_SECONDS = 0.25
-WRITE_TRIES = 3
+# After a storage error the batch stays queued and its storage rests before the next try:
+# RETRY_SECONDS, doubled each time up to RETRY_MAX_SECONDS. So a long outage costs one failed
+# write every 4 s, and the flush at exit (5 s) still gets a try.
+RETRY_SECONDS = 0.5
+RETRY_MAX_SECONDS = 4.0
+LOG_EVERY_SECONDS = 60.0  # while a storage keeps failing, the warning is repeated this often
 
 
 def new_batch_name(now: datetime | None = None) -> str:
@@ -96,15 +105,15 @@ class Batch:
         self.records[record_id] = record
         return record
 
-    def encode(self) -> tuple[bytes, int]:
-        """The JSON lines of every record that can be encoded, and how many could not."""
-        lines, bad = [], 0
+    def encode(self) -> tuple[bytes, list[str]]:
+        """The JSON lines of every record that can be encoded, and the ids of those that cannot."""
+        lines, bad = [], []
         for record in self.records.values():
             try:
                 lines.append(json.dumps(record, separators=(",", ":")).encode())
             except (TypeError, ValueError):
                 log.exception("prediction %s dropped: cannot be encoded", record["id"])
-                bad += 1
+                bad.append(record["id"])
         return b"".join(line + b"\n" for line in lines), bad
 
 
@@ -115,6 +124,26 @@ def find_record(data: bytes, prediction_id: str) -> dict:
         if line.startswith(start):
             return json.loads(line)
     raise NotFound(prediction_id)
+
+
+@dataclass
+class Outage:
+    """A storage whose last write failed: when to try it again, and when to say so again."""
+
+    failures: int = 0
+    delay: float = 0.0
+    retry_at: float = 0.0
+    logged_at: float = float("-inf")
+
+    def failed(self, now: float) -> bool:
+        """Count a failure and schedule the next try; True when it is time to log it."""
+        self.failures += 1
+        self.delay = min(2 * self.delay, RETRY_MAX_SECONDS) if self.delay else RETRY_SECONDS
+        self.retry_at = now + self.delay
+        if now - self.logged_at < LOG_EVERY_SECONDS:
+            return False
+        self.logged_at = now
+        return True
 
 
 class Writer:
@@ -128,7 +157,11 @@ class Writer:
         # Also called in a forked child: the parent's thread and lock state did not come along.
         self._cond = threading.Condition()
         self._open: dict[int, Batch] = {}  # by id(storage): the batch new records join
-        self._writing: list[Batch] = []
+        # Closed batches, oldest first, each kept until it is saved (or dropped): `pending`
+        # finds their records, and max_pending counts them, failed or being saved alike.
+        self._closed: deque[Batch] = deque()
+        self._saving: Batch | None = None
+        self._outages: dict[int, Outage] = {}  # by id(storage): failed, resting until a retry
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.written = 0
@@ -136,9 +169,10 @@ class Writer:
 
     def submit(self, storage: Storage, fields: dict) -> dict:
         """The record (`fields` with an id first), queued for saving. Never blocks: when the
-        queue is full the record is dropped and counted, and its id will not be found."""
+        queue is full the oldest queued record is dropped and counted (this one if all of
+        them are being saved right now), and a dropped record's id will not be found."""
         with self._cond:
-            if sum(len(b.records) for b in self._open.values()) >= self.max_pending:
+            if self._queued() >= self.max_pending and not self._drop_oldest():
                 self._drop()
                 return {"id": new_id(), **fields}
             batch = self._open.get(id(storage))
@@ -146,9 +180,26 @@ class Writer:
                 batch = self._open[id(storage)] = Batch(storage)
             record = batch.add(fields)
             self._start()
-            if len(batch.records) >= BATCH:
+            if len(batch.records) >= BATCH:  # new records join a new batch, even in an outage
+                self._closed.append(self._open.pop(id(storage)))
                 self._cond.notify_all()
         return record
+
+    def _queued(self) -> int:
+        return sum(len(b.records) for b in (*self._closed, *self._open.values()))
+
+    def _drop_oldest(self) -> bool:
+        """Drop the oldest record that is not being saved; False if there is none.
+
+        Oldest first, because feedback comes seconds after its prediction: the newest records
+        are the ones whose feedback is still to come, while an old record's user has answered
+        already (and in an outage that answer was refused with a 503 anyway)."""
+        for batch in (*self._closed, *self._open.values()):
+            if batch is not self._saving and batch.records:
+                del batch.records[next(iter(batch.records))]
+                self._drop()
+                return True
+        return False
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -163,56 +214,99 @@ class Writer:
             self._thread.start()
 
     def pending(self, prediction_id: str) -> dict | None:
-        """The record if it is queued or being saved right now."""
+        """The record if it is queued, being saved, or waiting for its storage to come back."""
         with self._cond:
-            for batch in (*self._open.values(), *self._writing):
+            for batch in (*self._open.values(), *self._closed):
                 if prediction_id in batch.records:
                     return batch.records[prediction_id]
         return None
 
-    def _take_batches(self) -> list[Batch]:
-        with self._cond:
-            while not self._open:
-                self._cond.wait(WAKE_SECONDS)  # idle: four cheap wake-ups a second
-            # Then a full batch, a flush, or the timer, whichever comes first.
-            self._cond.wait_for(self._full_or_flushing, WAKE_SECONDS)
-            self._writing = list(self._open.values())  # still visible to `pending` while saved
-            self._open.clear()
-            return self._writing
-
-    def _full_or_flushing(self) -> bool:
-        return self._flushing > 0 or any(len(b.records) >= BATCH for b in self._open.values())
-
     def _loop(self) -> None:
         while True:
-            batches = self._take_batches()
-            for batch in batches:
-                self._save(batch)
             with self._cond:
-                self._writing = []
-                self._cond.notify_all()
+                # A full batch, a flush, a retry that is due, or the timer: whichever is first.
+                self._cond.wait_for(self._work_to_do, WAKE_SECONDS)
+                self._close_open_batches()
+            while (batch := self._next_to_save()) is not None:
+                self._save(batch)
+
+    def _work_to_do(self) -> bool:
+        now = time.monotonic()
+        if self._flushing > 0 and any(self._ready(key, now) for key in self._open):
+            return True
+        return any(self._ready(id(batch.storage), now) for batch in self._closed)
+
+    def _ready(self, storage_key: int, now: float) -> bool:
+        """False while the storage rests after a failed write."""
+        outage = self._outages.get(storage_key)
+        return outage is None or outage.retry_at <= now
+
+    def _close_open_batches(self) -> None:
+        # But a resting storage's: its batch fills up to BATCH records meanwhile, rather than
+        # the outage making a tiny batch (one more object to write) every WAKE_SECONDS.
+        now = time.monotonic()
+        for key in [key for key in self._open if self._ready(key, now)]:
+            self._closed.append(self._open.pop(key))
+
+    def _next_to_save(self) -> Batch | None:
+        """The oldest closed batch whose storage is not resting, now marked as being saved."""
+        with self._cond:
+            now = time.monotonic()
+            ready = (b for b in self._closed if self._ready(id(b.storage), now))
+            self._saving = next(ready, None)
+            return self._saving
 
     def _save(self, batch: Batch) -> None:
-        data, bad = batch.encode()
-        count = len(batch.records) - bad
-        saved = count == 0 or self._put(batch, data)
-        with self._cond:  # submit() counts drops too, from request threads
-            self.dropped += bad if saved else bad + count
-            self.written += count if saved else 0
-
-    def _put(self, batch: Batch, data: bytes) -> bool:
-        for attempt in range(WRITE_TRIES):
-            try:
+        data = self._encode(batch)
+        try:
+            if batch.records:  # not all dropped (a full queue, or records it cannot encode)
                 batch.storage.put(batch_key(batch.name), data, durable=False)
-                return True
-            except (StorageError, OSError) as e:
-                log.warning("batch %s not saved (try %d): %s", batch.name, attempt + 1, e)
-                time.sleep(0.5 * (attempt + 1))
-            except Exception:  # a bug must not kill the writer and strand the queue
-                log.exception("%d predictions of batch %s dropped", len(batch.records), batch.name)
-                return False
-        log.error("predictions of batch %s dropped: storage kept failing", batch.name)
-        return False
+        except (StorageError, OSError) as e:
+            self._keep(batch, e)
+        except Exception:  # a bug must not kill the writer, nor be retried for ever
+            log.exception("%d predictions of batch %s dropped", len(batch.records), batch.name)
+            self._done(batch, saved=False)
+        else:
+            self._done(batch, saved=True)
+
+    def _encode(self, batch: Batch) -> bytes:
+        data, bad = batch.encode()
+        with self._cond:  # dropped once, not at every retry of the batch
+            for record_id in bad:
+                del batch.records[record_id]
+            self.dropped += len(bad)
+        return data
+
+    def _keep(self, batch: Batch, error: Exception) -> None:
+        """A storage error: the batch stays queued, and its storage rests before a retry."""
+        with self._cond:
+            self._saving = None
+            outage = self._outages.setdefault(id(batch.storage), Outage())
+            speak = outage.failed(time.monotonic())
+            queued = self._queued()
+            self._cond.notify_all()
+        if speak:  # the first failure, then once a minute at most, however long it lasts
+            log.warning(
+                "predictions not saved (%d failed tries so far); %d records kept for a retry: %s",
+                outage.failures,
+                queued,
+                error,
+            )
+
+    def _done(self, batch: Batch, saved: bool) -> None:
+        """The batch leaves the queue: saved, or dropped for a bug."""
+        with self._cond:
+            self._closed.remove(batch)
+            self._saving = None
+            if saved:
+                self.written += len(batch.records)
+            else:
+                self.dropped += len(batch.records)
+            wrote = saved and batch.records  # an empty batch says nothing of its storage
+            outage = self._outages.pop(id(batch.storage), None) if wrote else None
+            self._cond.notify_all()
+        if outage is not None:
+            log.warning("predictions saved again after %d failed tries", outage.failures)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is saved (or dropped); False on timeout."""
@@ -221,7 +315,7 @@ class Writer:
             self._flushing += 1
             self._cond.notify_all()
             try:
-                while self._open or self._writing:
+                while self._open or self._closed:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False

@@ -2,6 +2,7 @@
 
 What must hold, whatever happens:
 - predictions keep answering; saves answer 503 with a clear message, never a false 201;
+  a prediction made during an outage takes its feedback once storage is back;
 - after a crash the last good model version is served and no version is corrupt;
 - no acknowledged (201) drawing is ever lost; no published model update is ever lost.
 """
@@ -66,7 +67,10 @@ def make_bucket(server: S3Server) -> None:
 
 @pytest.mark.s3
 @pytest.mark.slow
-def test_s3_outage_predictions_answer_saves_refuse_then_recover(s3_server, tiny_models):
+def test_s3_outage_predictions_answer_saves_refuse_then_recover(
+    s3_server, tiny_models, monkeypatch
+):
+    monkeypatch.setattr(predictions, "RETRY_MAX_SECONDS", 0.2)  # a prompt retry once S3 is back
     server = S3Server()  # our own, since we stop it; s3_server only sets the credentials
     server.start()
     try:
@@ -87,6 +91,7 @@ def test_s3_outage_predictions_answer_saves_refuse_then_recover(s3_server, tiny_
         assert client.get("/healthz").json["storage"] == "ok"
         answered = client.post("/api/predict", json=predict).json["id"]
         assert predictions.flush(timeout=10)  # its record is in S3, not only in the queue
+        dropped = predictions.writer().dropped
 
         # Predictions keep flowing in the background while the server dies and returns.
         codes: list[int] = []
@@ -102,6 +107,8 @@ def test_s3_outage_predictions_answer_saves_refuse_then_recover(s3_server, tiny_
         predictor.start()
         try:
             server.stop()
+            stopped = time.monotonic()
+            made_during = client.post("/api/predict", json=predict).json["id"]
             refused = [client.post("/hook", json=drawing) for _ in range(5)]
             for response in refused:
                 assert response.status_code == 503
@@ -111,6 +118,10 @@ def test_s3_outage_predictions_answer_saves_refuse_then_recover(s3_server, tiny_
             assert late.status_code == 503, (late.status_code, late.json)
             health = client.get("/healthz")
             assert health.status_code == 200 and health.json["storage"] == "unavailable"
+            # Longer than the old writer kept a batch (3 tries over about 3 s, then dropped).
+            time.sleep(max(0.0, 4.5 - (time.monotonic() - stopped)))
+            storage = app.extensions["storage"]
+            assert predictions.load(storage, made_during)["id"] == made_during  # still queued
             during = len(codes)
 
             server.start()  # same port; moto forgets everything, so the bucket is made again
@@ -121,6 +132,10 @@ def test_s3_outage_predictions_answer_saves_refuse_then_recover(s3_server, tiny_
                 assert response.status_code == 201
                 acked.append(response.json["name"])
             assert client.get("/healthz").json["storage"] == "ok"
+            # The prediction made during the outage takes its feedback now.
+            answer = {"id": made_during, "digit": 7, "consent": False}
+            took = client.post("/api/feedback", json=answer)
+            assert took.status_code == 202, (took.status_code, took.json)
         finally:
             stop.set()
             predictor.join()
@@ -129,6 +144,9 @@ def test_s3_outage_predictions_answer_saves_refuse_then_recover(s3_server, tiny_
         assert set(acked) <= set(dataset.names(storage))
         # Records queued during the outage are saved now; leave no backlog to other tests.
         assert predictions.flush(timeout=30)
+        assert predictions.writer().dropped == dropped
+        key = predictions.key_of(made_during)
+        assert predictions.find_record(storage.get(key).data, made_during)["id"] == made_during
     finally:
         server.stop()
 

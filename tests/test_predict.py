@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -240,12 +241,111 @@ def test_a_full_queue_drops_instead_of_blocking(tmp_path):
     records = [writer.submit(storage, {"n": n}) for n in range(10)]
     assert time.perf_counter() - started < 2  # never waits for the slow storage (10 s)
     assert len({r["id"] for r in records}) == 10  # every answer still has an id
-    # At most 3 queued, plus whatever the writer already took out to save.
+    # At most 3 queued, the batch being saved included.
     assert 0 < writer.dropped < 10
     gate.set()
     assert writer.flush()
     saved = [r for r in records if found(storage, r["id"])]
     assert len(saved) == writer.written == 10 - writer.dropped
+
+
+class DownStorage(LocalStorage):
+    """Storage whose writes fail while `down` is set, counting the failed writes."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.down = True
+        self.failed_puts = 0
+
+    def put(self, key, data, **kwargs):
+        if self.down:
+            self.failed_puts += 1
+            raise StorageUnavailable("S3 is down")
+        return super().put(key, data, **kwargs)
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(predictions, "RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(predictions, "RETRY_MAX_SECONDS", 0.04)
+    monkeypatch.setattr(predictions, "WAKE_SECONDS", 0.02)  # when the writer looks for due retries
+
+
+def test_an_outage_keeps_records_queued_and_found_until_storage_is_back(
+    tmp_path, monkeypatch, quick_retries, caplog
+):
+    storage = DownStorage(tmp_path / "s")
+    writer = predictions.Writer()
+    monkeypatch.setattr(predictions, "_WRITER", writer)  # what `load` looks in
+    with caplog.at_level(logging.WARNING, logger="digits.predictions"):
+        records = [writer.submit(storage, {"n": n}) for n in range(150)]  # three batches
+        wait_until(lambda: storage.failed_puts >= 5)  # the old writer gave up after 3 tries
+        assert all(found(storage, r["id"]) for r in records)  # during the outage, from the queue
+        started = time.monotonic()
+        assert not writer.flush(0.2)  # still bounded while storage is away
+        assert time.monotonic() - started < 1
+        storage.down = False
+        assert writer.flush(5)
+    assert writer.written == 150 and writer.dropped == 0
+    for record in records:  # from storage now, not from the queue
+        assert (
+            predictions.find_record(
+                storage.get(predictions.key_of(record["id"])).data, record["id"]
+            )
+            == record
+        )
+        assert predictions.load(storage, record["id"]) == record
+    # The first failure is logged, then at most once a minute, not at every try of every batch.
+    warnings = [r.getMessage() for r in caplog.records]
+    assert sum("not saved" in w for w in warnings) == 1, warnings
+    assert sum("saved again" in w for w in warnings) == 1, warnings
+
+
+def test_a_full_queue_drops_the_oldest_records_during_an_outage(tmp_path, monkeypatch):
+    monkeypatch.setattr(predictions, "RETRY_SECONDS", 1.0)  # no retry while the queue fills
+    storage = DownStorage(tmp_path / "s")
+    writer = predictions.Writer(max_pending=100)
+    monkeypatch.setattr(predictions, "_WRITER", writer)
+    first = writer.submit(storage, {"n": 0})
+    wait_until(lambda: storage.failed_puts == 1)
+    records = [first, *(writer.submit(storage, {"n": n}) for n in range(1, 151))]
+    assert writer.dropped == 51  # the queue holds 100 records, the failed batch's included
+    kept, gone = records[51:], records[:51]
+    assert all(found(storage, r["id"]) for r in kept)
+    assert not any(found(storage, r["id"]) for r in gone)
+    storage.down = False
+    assert writer.flush(10)
+    assert writer.written == 100 and writer.dropped == 51
+    assert [r for r in records if found(storage, r["id"])] == kept  # from storage now
+
+
+def test_a_batch_that_fails_for_a_bug_is_dropped_not_retried(tmp_path, quick_retries):
+    class BuggyStorage(LocalStorage):
+        def put(self, key, data, **kwargs):
+            raise RuntimeError("a bug")
+
+    storage = BuggyStorage(tmp_path / "s")
+    writer = predictions.Writer()
+    for n in range(3):
+        writer.submit(storage, {"n": n})
+    assert writer.flush(5)
+    assert writer.dropped == 3 and writer.written == 0
+
+
+def test_retries_back_off_up_to_a_cap():
+    outage = predictions.Outage()
+    delays = []
+    for _ in range(2000):  # hours of outage: the delay neither grows past the cap nor overflows
+        outage.failed(0.0)
+        delays.append(outage.retry_at)
+    assert delays[:5] == [0.5, 1.0, 2.0, 4.0, 4.0] and set(delays[4:]) == {4.0}
 
 
 def test_healthz_and_models_info(mclient):
