@@ -67,9 +67,11 @@
         data: s.points,
         borderColor: colour,
         backgroundColor: colour,
-        // A CNN diamond is larger than an FNN dot, so the two on one spot both show.
+        // A CNN diamond is larger than an FNN dot, so the two on one spot both show: the dot
+        // on top (Chart.js draws a lower order last; the API lists CNN first).
         pointStyle: s.net === 'cnn' ? 'rectRot' : 'circle',
         pointRadius: s.net === 'cnn' ? 6 : 4,
+        order: s.net === 'cnn' ? 1 : 0,
         clip: 8,   // a point at 100% shows whole, not cut by the chart's top edge
         tension: 0.2
       };

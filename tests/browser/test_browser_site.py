@@ -124,6 +124,36 @@ def test_versions_of_one_day_each_have_their_own_point(page, live_server):
     assert places[0][0] < places[2][0] < places[1][0]  # in the order they served
 
 
+def test_an_fnn_dot_shows_on_a_cnn_diamond_at_the_same_spot(page, live_server):
+    """The API lists CNN before FNN; both nets answer the same predictions, so with equal
+    accuracy their points share a spot. The smaller FNN dot must be drawn over the diamond."""
+
+    def point(net):
+        return {"date": "2026-11-24", "time": "2026-11-24T10:00:00+00:00", "net": net,
+                "version": "original", "correct": 1, "total": 2, "accuracy": 0.5}  # fmt: skip
+
+    stats = {
+        "totals": {"feedback": 2, "fnn": {}, "cnn": {}},
+        "timeline": [point("cnn"), point("fnn")],  # sorted as digits/stats.timeline sorts
+        "per_digit": {},
+        "confusion": {},
+        "versions": [],
+    }
+    page.route("**/api/stats", lambda route: route.fulfill(json=stats))
+    page.goto(live_server.url + "/stats")
+    expect(page.locator("#charts")).to_be_visible()
+    page.wait_for_timeout(600)  # let the chart animation finish
+    red, green, blue = page.evaluate(
+        """() => {
+             const chart = Chart.getChart('timeline-chart');
+             const p = chart.getDatasetMeta(0).data[0];
+             const r = window.devicePixelRatio;
+             return Array.from(chart.ctx.getImageData(p.x * r, p.y * r, 1, 1).data.slice(0, 3));
+           }"""
+    )
+    assert (red, green, blue) == (0x0D, 0x6E, 0xFD)  # FNN blue, not the CNN's pink
+
+
 def test_stats_page_without_feedback_says_so(page, live_server):
     empty = {
         "totals": {"feedback": 0, "fnn": {}, "cnn": {}},
