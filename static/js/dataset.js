@@ -162,6 +162,7 @@
     }).done(function () {
       $figure.remove();
       D.setStatus($adminStatus, 'Deleted ' + name + '.', 'success');
+      load(state.page);   // the count and the pages changed, and the next drawing moves up
     }).fail(function (xhr) {
       $button.prop('disabled', false);
       var text = xhr.responseJSON && xhr.responseJSON.error;

@@ -284,6 +284,31 @@ def test_dataset_pager_moves_one_page_at_a_time(page, live_server):
     expect(page.locator("#gallery figure")).to_have_count(1)
 
 
+def test_a_delete_updates_the_count_and_refills_the_page(page, live_server):
+    page.goto(live_server.url + "/collect")
+    for label in (4, 5, 6):  # at least two left after the delete: no "1 drawings" here
+        mouse_draw(page, SEVEN)
+        newest = save_drawing(page, label)
+
+    def one_per_page(route):
+        route.continue_(url=route.request.url.replace("per_page=48", "per_page=1"))
+
+    page.route("**/api/dataset?*", one_per_page)
+    page.goto(live_server.url + "/dataset")
+    expect(page.locator("#page-info")).to_contain_text("Page 1 of")
+    total = int(page.locator("#status").inner_text().split()[0])
+    page.locator("#admin summary").click()
+    page.fill("#admin-token", ADMIN_TOKEN)
+    page.click("#admin-form button[type=submit]")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.locator(f'figure[data-name="{newest}"] button.delete').click()
+
+    expect(page.locator("#admin-status")).to_contain_text(f"Deleted {newest}.")
+    expect(page.locator("#status")).to_have_text(f"{total - 1} drawings · page 1 of {total - 1}")
+    expect(page.locator("#page-info")).to_have_text(f"Page 1 of {total - 1}")
+    expect(page.locator("#gallery figure")).to_have_count(1)  # the next drawing moved up
+
+
 def edge_shading(locator) -> tuple[float, float]:
     """How much darker the left and the right edge of an element are than its middle."""
     image = Image.open(io.BytesIO(locator.screenshot())).convert("L")
