@@ -72,8 +72,16 @@
     return $figure;
   }
 
+  /* "3 drawings", "1 drawing"; with a filter "3 7s" but "1 drawing of a 7". */
+  function drawings(n) {
+    var noun = n === 1 ? 'drawing' : 'drawings';
+    if (state.label === 'none') { return '\u201cnot a digit\u201d ' + noun; }
+    if (state.label === '') { return noun; }
+    return n === 1 ? noun + ' of ' + D.aDigit(state.label) : state.label + 's';
+  }
+
   function showPager(body) {
-    var what = state.label === '' ? 'drawings' : (state.label === 'none' ? '\u201cnot a digit\u201d drawings' : state.label + 's');
+    var what = drawings(body.total);
     if (!body.total) {
       D.setStatus($status, state.label === ''
         ? 'No drawings yet. Be the first: save one on the Collect page.'

@@ -309,6 +309,21 @@ def test_a_delete_updates_the_count_and_refills_the_page(page, live_server):
     expect(page.locator("#gallery figure")).to_have_count(1)  # the next drawing moved up
 
 
+@pytest.mark.parametrize(
+    ("label", "said"),
+    [("", "1 drawing"), ("none", "1 “not a digit” drawing"), ("8", "1 drawing of an 8")],
+)
+def test_one_drawing_is_counted_in_the_singular(page, live_server, label, said):
+    item = {"name": "x", "label": label or "3", "created": None, "source": "collect",
+            "url": "/static/img/blank-28.png", "delete_url": "/api/dataset/x"}  # fmt: skip
+    one = {"items": [item], "page": 1, "pages": 1, "total": 1}
+    page.route("**/api/dataset?*", lambda route: route.fulfill(json=one))
+    page.goto(live_server.url + "/dataset")
+    if label:
+        page.select_option("#label-filter", label)
+    expect(page.locator("#status")).to_have_text(f"{said} · page 1 of 1")
+
+
 def edge_shading(locator) -> tuple[float, float]:
     """How much darker the left and the right edge of an element are than its middle."""
     image = Image.open(io.BytesIO(locator.screenshot())).convert("L")
