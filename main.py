@@ -274,7 +274,9 @@ def dataset_export():
     buffer = io.BytesIO()
     dataset.write_zip(storage(), buffer)
     buffer.seek(0)
-    return send_file(buffer, mimetype="application/zip", download_name="digits-dataset.zip")
+    return send_file(
+        buffer, mimetype="application/zip", as_attachment=True, download_name="digits-dataset.zip"
+    )
 
 
 # Learning from users: POST /api/feedback, GET /api/stats (digits/feedback.py, stats.py)

@@ -193,6 +193,8 @@ def test_export_zip_over_http(admin_client, drawing_url):
     names = [save(admin_client, drawing_url, d) for d in (0, 9)]
     response = admin_client.get("/api/dataset/export", headers={"Authorization": "Bearer s3cret"})
     assert response.status_code == 200 and response.mimetype == "application/zip"
+    # a file to save, not to show
+    assert response.headers["Content-Disposition"] == "attachment; filename=digits-dataset.zip"
     archive = zipfile.ZipFile(io.BytesIO(response.data))
     rows = list(csv.DictReader(io.StringIO(archive.read("labels.csv").decode())))
     assert sorted(r["file"] for r in rows) == sorted(f"{n[0]}/{n}.png" for n in names)
