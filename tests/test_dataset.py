@@ -89,7 +89,21 @@ def test_gallery_rejects_bad_label(client):
     assert client.get("/api/dataset?label=12").status_code == 400
 
 
-@pytest.mark.parametrize("query", ["page=0", "page=-5", "page=two", "per_page=abc", "per_page=201"])
+HUGE = "9" * 5000  # more digits than Python's int() converts
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=0",
+        "page=-5",
+        "page=two",
+        "per_page=abc",
+        "per_page=201",
+        f"page={HUGE}",
+        f"per_page={HUGE}",
+    ],
+)
 def test_gallery_rejects_bad_paging(client, query):
     response = client.get(f"/api/dataset?{query}")
     assert response.status_code == 400
