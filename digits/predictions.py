@@ -308,6 +308,11 @@ class Writer:
         if outage is not None:
             log.warning("predictions saved again after %d failed tries", outage.failures)
 
+    def unsaved(self) -> int:
+        """Records still in memory: queued, waiting for a retry, or being saved."""
+        with self._cond:
+            return self._queued()
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued record is saved (or dropped); False on timeout."""
         deadline = time.monotonic() + timeout
@@ -327,7 +332,16 @@ class Writer:
 
 _WRITER = Writer()
 os.register_at_fork(after_in_child=_WRITER._reset)
-atexit.register(_WRITER.flush, 5.0)
+
+
+def _flush_at_exit(timeout: float = 5.0) -> None:
+    """Save what is queued before the process ends; say what could not be (an outage)."""
+    if not _WRITER.flush(timeout):
+        lost = _WRITER.unsaved()
+        log.error("exiting with %d predictions unsaved: storage did not answer in time", lost)
+
+
+atexit.register(_flush_at_exit)
 
 
 def submit(storage: Storage, fields: dict) -> dict:

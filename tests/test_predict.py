@@ -652,3 +652,20 @@ def test_records_queued_at_exit_are_still_saved(tmp_path):
     storage = LocalStorage(tmp_path)
     ids = result.stdout.split()
     assert len(ids) == 100 and all(found(storage, i) for i in ids)
+
+
+def test_exiting_during_an_outage_says_how_many_records_were_not_saved(tmp_path):
+    """The at-exit flush is bounded (5 s); what it could not save is logged, not lost silently."""
+    import subprocess
+    import sys
+
+    (tmp_path / "file").write_text("a storage folder that is a file: every write fails")
+    code = (
+        "import logging; logging.basicConfig(); "
+        "from digits import predictions; from digits.storage import LocalStorage; "
+        f"s = LocalStorage({str(tmp_path / 'file')!r}); "
+        "[predictions.submit(s, {'n': i}) for i in range(3)]"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "exiting with 3 predictions unsaved" in result.stderr, result.stderr
