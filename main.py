@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 from flask import Flask, Response, abort, current_app, jsonify, request, send_file
-from werkzeug.http import is_resource_modified
 from werkzeug.wsgi import get_content_length
 
 import functions
@@ -246,13 +245,27 @@ def dataset_image(name: str):
     deleted is gone at once; asking again costs one metadata read and a 304 without the PNG."""
     try:
         etag = dataset.image_etag(storage(), name)
-        if not is_resource_modified(request.environ, etag=etag):
+        # RFC 9110 13.2.2's order: If-Match first (a strong match, or "*"), then If-None-Match.
+        if request.if_match and not request.if_match.contains(etag):
+            abort(412, "the drawing's ETag does not match If-Match")
+        if request.if_none_match.contains_weak(etag):
             return revalidated_each_time(Response(status=304), etag)
         png = dataset.committed_image(storage(), name)
     except (ValueError, NotFound):
         abort(404, "no such drawing")
-    response = send_file(io.BytesIO(png), mimetype="image/png", etag=etag)
-    return revalidated_each_time(response, etag)
+    return revalidated_each_time(png_response(png, etag), etag)
+
+
+PRECONDITIONS = ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH")
+
+
+def png_response(png: bytes, etag: str) -> Response:
+    """The PNG, or the part a Range asks for (If-Range included). The preconditions are settled
+    above: werkzeug's own check answers If-Match: * with a 412 that holds the PNG."""
+    settled = {k: v for k, v in request.environ.items() if k not in PRECONDITIONS}
+    response = current_app.response_class(png, mimetype="image/png")
+    response.set_etag(etag)
+    return response.make_conditional(settled, accept_ranges=True, complete_length=len(png))
 
 
 def revalidated_each_time(response: Response, etag: str) -> Response:

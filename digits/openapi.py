@@ -238,6 +238,7 @@ PATHS = {
                     "content": {"image/png": {}},
                 },
                 "304": {"description": "unchanged since the ETag sent in If-None-Match"},
+                "412": json_response("the drawing's ETag does not match the If-Match sent"),
                 "404": json_response("no such drawing"),
             },
         }

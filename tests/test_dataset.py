@@ -154,6 +154,27 @@ def test_images_are_revalidated_so_a_deleted_one_is_gone(admin_client, drawing_u
     assert admin_client.get(url, headers={"If-None-Match": etag}).status_code == 404
 
 
+def test_if_match_is_checked_before_if_none_match_and_range(client, drawing_url):
+    """RFC 9110 13.2.2: a failed If-Match is a 412 (in JSON), never a 304 nor the PNG."""
+    name = save(client, drawing_url, 7)
+    url = f"/api/dataset/image/{name}"
+    first = client.get(url)
+    etag = first.headers["ETag"]
+    for failing in ({"If-Match": '"nope"'}, {"If-Match": f"W/{etag}"}):  # strong comparison
+        for extra in ({}, {"If-None-Match": etag}, {"Range": "bytes=0-9"}):
+            refused = client.get(url, headers={**failing, **extra})
+            assert refused.status_code == 412, (failing, extra)
+            assert "If-Match" in refused.json["error"]
+    for passing in (etag, "*", f'"nope", {etag}'):
+        assert client.get(url, headers={"If-Match": passing}).data == first.data
+        both = client.get(url, headers={"If-Match": passing, "If-None-Match": etag})
+        assert both.status_code == 304 and both.data == b""
+        part = client.get(url, headers={"If-Match": passing, "Range": "bytes=0-9"})
+        assert part.status_code == 206 and part.data == first.data[:10]
+    assert client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag}).status_code == 206
+    assert client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"x"'}).data == first.data
+
+
 def test_deleting_a_name_too_long_to_be_ours_is_404(admin_client, drawing_url):
     save(admin_client, drawing_url, 7)
     right = {"Authorization": "Bearer s3cret"}
