@@ -39,6 +39,9 @@ RATE_LIMITED = {
         "content": {JSON: {"schema": ref("Error")}},
     }
 }
+# A read (or a delete) when storage fails: nothing to save, so only "try again".
+STORAGE_DOWN = {"503": json_response("storage is unreachable right now; try again")}
+NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 ADMIN = {
     "security": [{"adminToken": []}],
 }
@@ -201,13 +204,16 @@ PATHS = {
     "/api/stats": {
         "get": {
             "summary": "Accuracy of each net over time, from feedback",
-            "responses": {"200": json_response("the statistics", {"type": "object"})},
+            "responses": {
+                "200": json_response("the statistics", {"type": "object"}),
+                **STORAGE_DOWN,
+            },
         }
     },
     "/api/dataset/counts": {
         "get": {
             "summary": "Drawings per label",
-            "responses": {"200": json_response("counts and total", ref("Counts"))},
+            "responses": {"200": json_response("counts and total", ref("Counts")), **STORAGE_DOWN},
         }
     },
     "/api/dataset": {
@@ -225,13 +231,14 @@ PATHS = {
             "responses": {
                 "200": json_response("items, page, pages, total", {"type": "object"}),
                 "400": ERRORS["400"],
+                **STORAGE_DOWN,
             },
         }
     },
     "/api/dataset/image/{name}": {
         "get": {
             "summary": "One drawing's PNG",
-            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {}}],
+            "parameters": [NAME],
             "responses": {
                 "200": {
                     "description": "the PNG, with an ETag and `Cache-Control: no-cache`",
@@ -240,6 +247,7 @@ PATHS = {
                 "304": {"description": "unchanged since the ETag sent in If-None-Match"},
                 "412": json_response("the drawing's ETag does not match the If-Match sent"),
                 "404": json_response("no such drawing"),
+                **STORAGE_DOWN,
             },
         }
     },
@@ -250,6 +258,7 @@ PATHS = {
             "responses": {
                 "200": {"description": "the zip", "content": {"application/zip": {}}},
                 **ADMIN_ERRORS,
+                **STORAGE_DOWN,
             },
         }
     },
@@ -257,20 +266,22 @@ PATHS = {
         "delete": {
             "summary": "Admin: delete a bad sample",
             **ADMIN,
-            "parameters": [
-                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
+            "parameters": [NAME],
             "responses": {
                 "200": json_response("deleted", {"type": "object"}),
                 "404": json_response("no such drawing"),
                 **ADMIN_ERRORS,
+                **STORAGE_DOWN,
             },
         }
     },
     "/api/models": {
         "get": {
             "summary": "The model versions served now, and their history",
-            "responses": {"200": json_response("versions per net", {"type": "object"})},
+            "responses": {
+                "200": json_response("versions per net", {"type": "object"}),
+                **STORAGE_DOWN,
+            },
         }
     },
     "/api/models/rollback": {

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from digits import feedback
+from digits import feedback, predictions
 from main import create_app
 from tests.conftest import data_url, drawing_png
 
@@ -263,8 +264,15 @@ def test_openapi_document_matches_the_routes(client):
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert served <= documented, f"undocumented: {sorted(served - documented)}"
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                assert parameter["schema"].get("type"), (path, parameter)
     for needed in ("/hook", "/api/predict", "/api/feedback", "/api/stats", "/healthz"):
         assert needed in document["paths"]
+    # Only these never touch storage while answering (predictions are saved in the background).
+    storage_free = {"/healthz", "/api/openapi.json", "/api/predict"}
+    assert {path for path, *_ in STORAGE_USERS} == set(document["paths"]) - storage_free
 
 
 def documented_schema(document: dict, path: str, method: str, status: int) -> dict:
@@ -288,6 +296,46 @@ def test_answers_match_their_documented_schemas(client, path, method, request_):
     document = client.get("/api/openapi.json").json
     response = client.open(path, method=method.upper(), **request_)
     schema = documented_schema(document, path, method, response.status_code)
+    jsonschema.Draft202012Validator(schema).validate(response.json)
+
+
+OLD_ID = predictions.new_id(datetime(2020, 1, 1, tzinfo=UTC))  # looked up once, no retries
+# Every endpoint that reads or writes storage, as (documented path, method, URL, request).
+ADMIN = {"headers": {"Authorization": "Bearer s3cret"}}
+STORAGE_USERS = [
+    ("/api/stats", "get", "/api/stats", {}),
+    ("/api/dataset", "get", "/api/dataset", {}),
+    ("/api/dataset/counts", "get", "/api/dataset/counts", {}),
+    ("/api/dataset/image/{name}", "get", "/api/dataset/image/7_x", {}),
+    ("/api/dataset/export", "get", "/api/dataset/export", ADMIN),
+    ("/api/dataset/{name}", "delete", "/api/dataset/7_x", ADMIN),
+    ("/api/models", "get", "/api/models", {}),
+    (
+        "/api/models/rollback",
+        "post",
+        "/api/models/rollback",
+        {"json": {"net": "cnn", "version": "original"}, **ADMIN},
+    ),
+    ("/hook", "post", "/hook", {"json": {"imageBase64": GOOD_URL, "digit": 7}}),
+    (
+        "/api/feedback",
+        "post",
+        "/api/feedback",
+        {"json": {"id": OLD_ID, "digit": 1, "consent": True}},
+    ),
+]
+
+
+@pytest.mark.parametrize("path, method, url, request_", STORAGE_USERS)
+def test_storage_failures_match_their_documented_schemas(tmp_path, path, method, url, request_):
+    """Storage that fails (here the storage folder is a file) gets the documented 503."""
+    (tmp_path / "storage").write_text("not a folder")
+    app = make_fuzz_app(tmp_path / "storage", ADMIN_TOKEN="s3cret")
+    client = app.test_client()
+    document = client.get("/api/openapi.json").json
+    response = client.open(url, method=method.upper(), **request_)
+    assert response.status_code == 503, response.data
+    schema = documented_schema(document, path, method, 503)
     jsonschema.Draft202012Validator(schema).validate(response.json)
 
 
