@@ -16,7 +16,7 @@ from werkzeug.wsgi import get_content_length
 import functions
 from digits import dataset, fastpath, logs, malloc, openapi, security, settings
 from digits.auth import admin_required, check_admin
-from digits.images import BadInput, decode_drawing, parse_label
+from digits.images import BadInput, decode_drawing, json_object, parse_label
 from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
 
 ROOT = Path(__file__).resolve().parent
@@ -150,13 +150,7 @@ def size_chunked_bodies(app: Flask) -> None:
 
 def request_fields() -> dict:
     if request.mimetype == "application/json":
-        try:
-            data = request.get_json(silent=True)
-        except RecursionError:  # nested deeper than the parser goes: not a drawing either
-            data = None
-        if not isinstance(data, dict):
-            raise BadInput("the body is not a JSON object")
-        return data
+        return json_object(request.get_data())
     return request.form.to_dict()
 
 

@@ -18,7 +18,6 @@ runs the view again to answer its 500, and the prediction's record may be queued
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Callable, Iterable
 
@@ -26,7 +25,7 @@ from flask import Flask
 
 import functions
 from digits import logs, predictions, security, settings
-from digits.images import BadInput, decode_drawing
+from digits.images import BadInput, decode_drawing, json_object
 from digits.preprocess import Drawing
 
 PATH = "/api/predict"
@@ -87,11 +86,8 @@ class FastPredict:
     def drawing(self, body: bytes) -> tuple[bytes, Drawing] | None:
         """(png, decoded) if the body is a JSON object with a drawing that decodes, else None."""
         try:
-            fields = json.loads(body)
-            if not isinstance(fields, dict):
-                return None
-            return decode_drawing(fields.get("imageBase64"))
-        except (ValueError, BadInput, RecursionError):  # JSON and Unicode errors: ValueErrors
+            return decode_drawing(json_object(body).get("imageBase64"))
+        except BadInput:  # Flask answers it, in the same words
             return None
 
     def recognizer(self) -> functions.Recognizer | None:

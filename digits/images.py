@@ -1,4 +1,4 @@
-"""Decoding the canvas's `data:image/png;base64,…` URLs, safely.
+"""Decoding the canvas's `data:image/png;base64,…` URLs, safely, and a JSON body's fields.
 
 Every image that reaches the app goes through `decode_drawing`, so the checks
 (base64, PNG signature, size, pixel count) live in one place.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 
 from PIL import Image
 
@@ -24,6 +25,19 @@ MAX_PIXELS = CANVAS_SIZE[0] * CANVAS_SIZE[1]
 
 class BadInput(ValueError):
     """The request cannot be accepted; the message says why, for the client."""
+
+
+def json_object(body: bytes) -> dict:
+    """The fields of a JSON body, which must be an object; BadInput says which it is not."""
+    try:
+        data = json.loads(body)
+    # ValueError: bad syntax or UTF-8, or a number of thousands of digits (int() refuses them);
+    # RecursionError: nested deeper than the parser goes.
+    except (ValueError, RecursionError):
+        raise BadInput("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadInput("the body is not a JSON object")
+    return data
 
 
 def decode_drawing(value: object) -> tuple[bytes, Drawing]:

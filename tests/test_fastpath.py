@@ -131,6 +131,7 @@ def wrong_size_png() -> bytes:
         {"data": b'{"imageBase64": "data:image/png', "content_type": "application/json"},
         {"data": b"\xff\xfe\x00", "content_type": "application/json"},
         {"data": "[" * 5000 + "]" * 5000, "content_type": "application/json"},  # too deep
+        {"data": '{"n": 1' + "0" * 5000 + "}", "content_type": "application/json"},  # int() refuses
         {"data": "x", "content_type": "text/plain"},
         {"data": "x" * (1024 * 1024 + 1), "content_type": "application/json"},
         {"data": {"imageBase64": data_url(PAGE_DRAWING)}},  # a form: Flask's
