@@ -135,7 +135,7 @@
         .append($('<strong>').text(old.digit))
         .append($('<span>').text(' at ' + D.percent((old.probabilities || [])[old.digit]) +
           (same ? ' \u2014 same answer.' : ' \u2014 the retrained model changed its mind.')));
-      $card.find('[data-field=version]').text('Model version: ' + current + ' (retrained from your feedback)');
+      $card.find('[data-field=version]').text('Model version: ' + current + ' (retrained from everyone\u2019s feedback)');
     } else {
       $original.addClass('d-none').empty();
       $card.find('[data-field=version]').text('Model version: ' + current +

@@ -202,3 +202,22 @@ def test_the_consent_choice_is_remembered(page, live_server):
     page.locator("#consent").check()
     page.goto(live_server.url + "/")
     expect(page.locator("#consent")).to_be_checked()
+
+
+def test_a_learned_version_says_it_learned_from_everyone(page, live_server):
+    """The trainer learns from all users' feedback, not only from this visitor's."""
+
+    def as_if_learned(route):
+        answer = route.fetch().json()
+        answer["versions"]["cnn"]["current"] = "p20260101T000000000000-deadbeef"
+        answer["original"] = {"cnn": answer["cnn"]}
+        route.fulfill(json=answer)
+
+    page.route("**/api/predict", as_if_learned)
+    page.goto(live_server.url + "/")
+    mouse_draw(page, mnist_digit(7))
+    expect_answers(page)
+    version = page.locator("#net-cnn [data-field=version]")
+    expect(version).to_have_text(
+        "Model version: p20260101T000000000000-deadbeef (retrained from everyone\u2019s feedback)"
+    )
