@@ -73,6 +73,9 @@
   function showCounts(body) {
     counts = body.counts || {};
     $('#total-count').text(body.total);
+    // The total holds "not a digit" drawings too, which no digit below counts: say how many.
+    var notDigits = counts.none || 0;
+    $('#not-digit-count').text(notDigits ? ' (' + notDigits + ' not a digit)' : '');
     for (var d = 0; d < 10; d++) {
       var n = counts[String(d)] || 0;
       $('[data-count=' + d + ']').text(n + (n === 1 ? ' drawing' : ' drawings'));

@@ -68,6 +68,26 @@ def test_counts_update_after_saving(page, live_server):
     expect(page.locator("#total-count")).to_have_text(str(total_before + 1))
 
 
+def test_the_total_says_how_many_are_not_a_digit(page, live_server):
+    """The total holds "not a digit" drawings that no digit's count shows: it says so."""
+    counts = {**{str(d): 2 for d in range(10)}, "none": 3}
+    page.route(
+        "**/api/dataset/counts", lambda route: route.fulfill(json={"counts": counts, "total": 23})
+    )
+    page.goto(live_server.url + "/collect")
+    expect(page.locator("#counts-title")).to_have_text(
+        "Drawings collected so far: 23 (3 not a digit)"
+    )
+    expect(page.locator('[data-count="4"]')).to_have_text("2 drawings")
+
+    counts["none"] = 0  # none: nothing to explain
+    page.route(
+        "**/api/dataset/counts", lambda route: route.fulfill(json={"counts": counts, "total": 20})
+    )
+    page.reload()
+    expect(page.locator("#counts-title")).to_have_text("Drawings collected so far: 20")
+
+
 def test_rarest_digit_is_suggested(page, live_server):
     page.goto(live_server.url + "/collect")
     nudge = page.locator("#nudge")
