@@ -100,21 +100,13 @@ def test_versions_of_one_day_each_have_their_own_point(page, live_server):
         return {"date": day, "time": f"{day}T{time}:00+00:00", "net": net, "version": version,
                 "correct": 2, "total": 2, "accuracy": 1.0}  # fmt: skip
 
-    stats = {
-        "totals": {"feedback": 4, "fnn": {"correct": 4, "total": 4, "accuracy": 1.0}, "cnn": {}},
-        "timeline": [
-            point("fnn", "original", "09:30"),
-            point("fnn", "v1", "15:00"),
-            point("cnn", "original", "11:20"),
-        ],
-        "per_digit": {},
-        "confusion": {},
-        "versions": [],
-    }
-    page.route("**/api/stats", lambda route: route.fulfill(json=stats))
-    page.goto(live_server.url + "/stats")
-    expect(page.locator("#charts")).to_be_visible()
-    page.wait_for_timeout(600)  # let the chart animation finish
+    timeline = [
+        point("fnn", "original", "09:30"),
+        point("fnn", "v1", "15:00"),
+        point("cnn", "original", "11:20"),
+    ]
+    totals = {"feedback": 4, "fnn": {"correct": 4, "total": 4, "accuracy": 1.0}, "cnn": {}}
+    open_stats_with(page, live_server, timeline, totals)
     spots = page.evaluate(
         """() => Chart.getChart('timeline-chart').data.datasets.map((d, i) =>
              Chart.getChart('timeline-chart').getDatasetMeta(i).data.map(p => [p.x, p.y]))"""
@@ -132,17 +124,8 @@ def test_an_fnn_dot_shows_on_a_cnn_diamond_at_the_same_spot(page, live_server):
         return {"date": "2026-11-24", "time": "2026-11-24T10:00:00+00:00", "net": net,
                 "version": "original", "correct": 1, "total": 2, "accuracy": 0.5}  # fmt: skip
 
-    stats = {
-        "totals": {"feedback": 2, "fnn": {}, "cnn": {}},
-        "timeline": [point("cnn"), point("fnn")],  # sorted as digits/stats.timeline sorts
-        "per_digit": {},
-        "confusion": {},
-        "versions": [],
-    }
-    page.route("**/api/stats", lambda route: route.fulfill(json=stats))
-    page.goto(live_server.url + "/stats")
-    expect(page.locator("#charts")).to_be_visible()
-    page.wait_for_timeout(600)  # let the chart animation finish
+    timeline = [point("cnn"), point("fnn")]  # sorted as digits/stats.timeline sorts
+    open_stats_with(page, live_server, timeline, {"feedback": 2, "fnn": {}, "cnn": {}})
     red, green, blue = page.evaluate(
         """() => {
              const chart = Chart.getChart('timeline-chart');
@@ -350,3 +333,13 @@ def test_a_table_wider_than_a_phone_shows_that_it_scrolls(browser, live_server):
         assert left > 8 and abs(right) < 3, (left, right)  # at the end: more to the left only
     finally:
         context.close()
+
+
+def open_stats_with(page, live_server, timeline: list[dict], totals: dict) -> None:
+    """The Stats page drawn from this timeline (the API answer is made up), animation done."""
+    stats = {"totals": totals, "timeline": timeline, "per_digit": {}, "confusion": {},
+             "versions": []}  # fmt: skip
+    page.route("**/api/stats", lambda route: route.fulfill(json=stats))
+    page.goto(live_server.url + "/stats")
+    expect(page.locator("#charts")).to_be_visible()
+    page.wait_for_timeout(600)  # let the chart animation finish
