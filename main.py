@@ -213,9 +213,10 @@ def dataset_page():
 def count_arg(name: str, default: int, most: int | None = None) -> int:
     """A whole number from 1 (to `most`) in the query string, else a 400 that says so."""
     value = request.args.get(name, str(default))
-    if len(value) > 18:  # no page is that far, and int() refuses thousands of digits (a 500)
+    digits = value.isascii() and value.isdigit()
+    if digits and len(value) > 18:  # no page is that far; int() refuses thousands of digits
         raise BadInput(f"{name} is too large")
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:
+    if not digits or int(value) < 1:
         raise BadInput(f"{name} must be a whole number from 1")
     if most is not None and int(value) > most:
         raise BadInput(f"{name} must be at most {most}")

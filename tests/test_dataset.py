@@ -110,6 +110,14 @@ def test_gallery_rejects_bad_paging(client, query):
     assert query.split("=")[0] in response.json["error"]
 
 
+def test_a_long_page_that_is_not_a_number_is_called_so_not_too_large(client):
+    response = client.get(f"/api/dataset?page={'x' * 40}")
+    assert response.status_code == 400
+    assert response.json["error"] == "page must be a whole number from 1"
+    response = client.get(f"/api/dataset?page={'9' * 40}")
+    assert response.json["error"] == "page is too large"
+
+
 def test_unknown_image_is_404(client, drawing_url):
     save(client, drawing_url, 7)  # its folder exists: a look-up there reaches the disk
     assert client.get("/api/dataset/image/7_nope_abc").status_code == 404
