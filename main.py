@@ -17,6 +17,7 @@ import functions
 from digits import dataset, fastpath, logs, malloc, openapi, security, settings
 from digits.auth import admin_required, check_admin
 from digits.images import BadInput, decode_drawing, json_object, parse_label
+from digits.nets import NETS
 from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
 
 ROOT = Path(__file__).resolve().parent
@@ -357,8 +358,8 @@ def models_rollback():
 
     fields = request_fields()
     net, version = fields.get("net"), fields.get("version")
-    if net not in registry.NETS:
-        raise BadInput(f"net must be one of {', '.join(registry.NETS)}")
+    if net not in NETS:
+        raise BadInput(f"net must be one of {', '.join(NETS)}")
     if not registry.is_version(version):
         raise BadInput('version must be "original" or a published version')
     try:

@@ -8,7 +8,8 @@ from flask.cli import AppGroup
 
 from digits import registry
 from digits.cli_errors import storage_errors
-from functions import BadModel
+from digits.model import BadModel
+from digits.nets import NETS
 
 models_group = AppGroup("models", help="List model versions, or roll a net back.")
 
@@ -28,7 +29,7 @@ def list_command() -> None:
     """Every version of each net; * marks the one served."""
     storage, models_dir = _storage(), current_app.config["MODELS_DIR"]
     rows = [("", "net", "version", "created", "mnist acc")]
-    for net in registry.NETS:
+    for net in NETS:
         for entry in registry.versions(storage, net, models_dir):
             mark = "*" if entry["current"] else ""
             created = entry["created"] or "-"
@@ -43,13 +44,13 @@ def list_command() -> None:
 def nets_having(version: str) -> list[str]:
     """The nets a version belongs to; "original" belongs to every net."""
     if version == registry.ORIGINAL:
-        return list(registry.NETS)
-    return [net for net in registry.NETS if version in registry.published(_storage(), net)]
+        return list(NETS)
+    return [net for net in NETS if version in registry.published(_storage(), net)]
 
 
 @models_group.command("rollback")
 @click.argument("version")
-@click.option("--net", type=click.Choice(registry.NETS), help="Default: the net(s) with VERSION.")
+@click.option("--net", type=click.Choice(NETS), help="Default: the net(s) with VERSION.")
 @storage_errors
 def rollback_command(version: str, net: str | None) -> None:
     """Point a net back at VERSION (a published version, or "original")."""

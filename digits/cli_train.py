@@ -14,6 +14,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from digits.cli_errors import storage_errors
+from digits.nets import NETS
 
 
 @click.command("train")
@@ -27,7 +28,7 @@ from digits.cli_errors import storage_errors
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Use only the first N MNIST digits."
 )
-@click.option("--net", "nets", multiple=True, type=click.Choice(["fnn", "cnn"]), help="Repeatable.")
+@click.option("--net", "nets", multiple=True, type=click.Choice(NETS), help="Repeatable.")
 @with_appcontext
 @storage_errors
 def train_command(out: Path | None, epochs: int | None, limit: int | None, nets) -> None:
@@ -36,13 +37,13 @@ def train_command(out: Path | None, epochs: int | None, limit: int | None, nets)
     from digits import training
 
     out = out or Path(current_app.config["MODELS_DIR"])
-    per_net = {net: epochs for net in training.NETS} if epochs is not None else None
+    per_net = {net: epochs for net in NETS} if epochs is not None else None
     training.train_all(
         out,
         storage=current_app.extensions["storage"],
         epochs=per_net,
         limit=limit,
-        nets=tuple(nets) or training.NETS,
+        nets=tuple(nets) or NETS,
         log=click.echo,
     )
 

@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterable
 
 from flask import Flask
 
-import functions
 from digits import logs, predictions, security, settings
 from digits.images import BadInput, decode_drawing, json_object
 from digits.preprocess import Drawing
+from digits.serving import ModelsUnavailable, Recognizer
 
 PATH = "/api/predict"
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
@@ -90,10 +90,10 @@ class FastPredict:
         except BadInput:  # Flask answers it, in the same words
             return None
 
-    def recognizer(self) -> functions.Recognizer | None:
+    def recognizer(self) -> Recognizer | None:
         try:
             return self.app.extensions["models"].recognizer()
-        except functions.ModelsUnavailable:  # Flask's handler answers 503
+        except ModelsUnavailable:  # Flask's handler answers 503
             return None
 
     def answer(self, environ: dict, start_response: Callable, found: dict, started: float):

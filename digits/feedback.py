@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 
 from digits import dataset, predictions
 from digits.images import BadInput, parse_label
+from digits.nets import NETS
 from digits.storage import NotFound, PreconditionFailed, Storage
 
 log = logging.getLogger(__name__)
 PREFIX = "feedback/"
-NETS = ("fnn", "cnn")
 
 
 class UnknownPrediction(LookupError):

@@ -33,11 +33,11 @@ import numpy as np
 from PIL import Image
 
 from digits import dataset, feedback, mnist, preprocess, recipes, registry, training
+from digits.nets import NETS
 from digits.preprocess import to_mnist
 from digits.storage import NotFound, PreconditionFailed, Storage
 
 log = logging.getLogger("digits.trainer")
-NETS = feedback.NETS
 MARKERS = "trainer/"
 AUGMENTS = {"fnn": recipes.FNN_AUGMENT, "cnn": recipes.CNN_AUGMENT}
 

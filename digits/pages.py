@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 
 from digits import registry
+from digits.nets import NETS
 from digits.storage import StorageError
 
 bp = Blueprint("pages", __name__)
@@ -35,7 +36,6 @@ _API = {
     "stats": ("learning_stats", "/api/stats"),
 }
 
-NETS = registry.NETS
 SAMPLE_DRAWING = "img/sample-drawing.png"
 
 

@@ -21,9 +21,10 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
+from digits.model import BadModel, verify_tflite
+from digits.nets import NETS
 from digits.storage import NotFound, PreconditionFailed, Storage
 
-NETS = ("fnn", "cnn")
 ORIGINAL = "original"
 POINTER = "models/current.json"
 FILES = ("model.tflite", "model.keras", "metrics.json")
@@ -130,8 +131,6 @@ def publish(
     PreconditionFailed if another version was published meanwhile (retrain on top of it).
     """
     check_net(net)
-    from functions import verify_tflite  # here, not at import: functions imports this module
-
     verify_tflite(tflite, net)
     if expected_version is not None and current(storage)[net] != expected_version:
         raise PreconditionFailed(f"{net} no longer serves {expected_version}")
@@ -158,7 +157,7 @@ def discard(storage: Storage, net: str, version: str) -> None:
 def rollback(storage: Storage, net: str, version: str, by: str | None = None) -> dict:
     """Point `net` back at an existing version (or "original"); returns the new pointer.
 
-    Raises NotFound for a version that was never published, and functions.BadModel for one
+    Raises NotFound for a version that was never published, and model.BadModel for one
     whose model.tflite is missing or not a loadable net: the pointer would name a version that
     every worker refuses to load, so the API would claim one that is not served.
     """
@@ -170,9 +169,7 @@ def rollback(storage: Storage, net: str, version: str, by: str | None = None) ->
 
 
 def _check_servable(storage: Storage, net: str, version: str) -> None:
-    """Raise functions.BadModel unless the version's model.tflite is there and loads in LiteRT."""
-    from functions import BadModel, verify_tflite  # here, not at import: functions imports this
-
+    """Raise model.BadModel unless the version's model.tflite is there and loads in LiteRT."""
     try:
         tflite = storage.get(version_key(net, version, "model.tflite")).data
     except NotFound:

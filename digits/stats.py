@@ -12,9 +12,9 @@ import time
 from datetime import UTC, datetime
 
 from digits import feedback, registry
+from digits.nets import NETS
 from digits.storage import NotFound, Storage
 
-NETS = feedback.NETS
 CACHE_SECONDS = 5.0
 
 _lock = threading.Lock()

@@ -27,9 +27,9 @@ import tensorflow as tf
 from PIL import Image
 
 from digits import dataset, mnist, recipes
+from digits.nets import NETS
 from digits.preprocess import to_mnist
 
-NETS = ("fnn", "cnn")
 # Chosen so both nets train from scratch in under 10 minutes on 2 idle CPU cores. Measured:
 # an FNN epoch takes about 10 s and a CNN epoch 48-54 s, of which about 3.5 s is augmentation.
 # With 15 FNN epochs the whole run took 10 min 6 s; with 10 (98.86% on MNIST test, target
@@ -323,7 +323,7 @@ def keras_notices_to_log() -> Iterator[None]:
 
 def served_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Accuracy of the exported bytes through LiteRT, as the web process serves them."""
-    from functions import Model
+    from digits.model import Model
 
     net = Model("candidate", "candidate", tflite)
     guesses = np.array([int(net.predict(image).argmax()) for image in x])
