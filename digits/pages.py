@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 
 from digits import registry
-from digits.nets import NETS
+from digits.nets import KINDS, NETS, TITLES
 from digits.storage import StorageError
 
 bp = Blueprint("pages", __name__)
@@ -52,7 +52,7 @@ def _url(endpoint: str, path: str) -> str:
 
 @bp.app_context_processor
 def _inject_api_urls() -> dict:
-    return {"api_urls": api_urls}
+    return {"api_urls": api_urls, "nets": NETS, "net_titles": TITLES, "net_kinds": KINDS}
 
 
 @bp.route("/")

@@ -6,13 +6,13 @@
   'use strict';
 
   var D = window.Digits;
-  var NETS = ['fnn', 'cnn'];
-  var NAMES = { fnn: 'FNN', cnn: 'CNN' };
   var DEBOUNCE_MS = 200;   // long enough to skip mid-gesture pauses, short enough to feel live
   var SURE = 0.6;          // below this top probability the answer is a guess, and we say so
   var CONSENT_KEY = 'digits.consent';
 
   var $app = $('#predict-app');
+  var NETS = $app.data('nets');          // the server's names for the nets, in the order shown
+  var TITLES = $app.data('net-titles');
   var $status = $('#status');
   var $feedback = $('#feedback');
   var $picker = $('#picker');
@@ -75,18 +75,20 @@
 
   /* One plain sentence: what they say, and whether they mean it. */
   function summary(answer) {
-    var f = answer.fnn.digit;
-    var c = answer.cnn.digit;
-    var fSure = topProbability(answer.fnn) >= SURE;
-    var cSure = topProbability(answer.cnn) >= SURE;
-    if (!fSure && !cSure) {
-      return 'Neither network is sure. Best guesses: FNN ' + f + ', CNN ' + c + '.';
+    var said = NETS.map(function (net) {
+      return { title: TITLES[net], digit: answer[net].digit, sure: topProbability(answer[net]) >= SURE };
+    });
+    var sure = said.filter(function (s) { return s.sure; }).length;
+    if (!sure) {
+      return 'Neither network is sure. Best guesses: ' +
+        said.map(function (s) { return s.title + ' ' + s.digit; }).join(', ') + '.';
     }
-    if (f === c) {
-      return 'Both networks say ' + f + (fSure && cSure ? '.' : ', but one of them is not sure.');
+    if (said.every(function (s) { return s.digit === said[0].digit; })) {
+      return 'Both networks say ' + said[0].digit + (sure === said.length ? '.' : ', but one of them is not sure.');
     }
-    return 'The networks disagree: FNN says ' + f + (fSure ? '' : ' (not sure)') +
-      ', CNN says ' + c + (cSure ? '' : ' (not sure)') + '.';
+    return 'The networks disagree: ' + said.map(function (s) {
+      return s.title + ' says ' + s.digit + (s.sure ? '' : ' (not sure)');
+    }).join(', ') + '.';
   }
 
   function topProbability(result) {
@@ -160,7 +162,7 @@
 
   /* "Is it a 7?" when the nets agree; "Which is right?" when they do not. */
   function askFeedback(answer) {
-    var guesses = [answer.fnn.digit, answer.cnn.digit].filter(function (d, i, all) {
+    var guesses = NETS.map(function (net) { return answer[net].digit; }).filter(function (d, i, all) {
       return d !== null && all.indexOf(d) === i;
     });
     var $answers = $('#feedback-answers').empty();

@@ -4,10 +4,15 @@
 
   var D = window.Digits;
   var Chart = window.Chart;
-  var NETS = ['fnn', 'cnn'];
-  var NAMES = { fnn: 'FNN', cnn: 'CNN' };
-  // Two hues, one per net, and lighter shades for older versions of the same net.
-  var COLOURS = { fnn: ['#0d6efd', '#6ea8fe', '#9ec5fe', '#cfe2ff'], cnn: ['#d63384', '#e685b5', '#efadce', '#f7d6e6'] };
+  var NETS = $('#stats-app').data('nets');   // the server's names for the nets, in the order shown
+  var NAMES = $('#stats-app').data('net-titles');
+  // One hue per net, in NETS' order, and lighter shades for older versions of the same net.
+  var HUES = [['#0d6efd', '#6ea8fe', '#9ec5fe', '#cfe2ff'], ['#d63384', '#e685b5', '#efadce', '#f7d6e6']];
+  var COLOURS = {};
+  NETS.forEach(function (net, i) { COLOURS[net] = HUES[i]; });
+  // The second net's diamond is larger than the first's dot, so the two on one spot both show:
+  // the dot on top (Chart.js draws a lower order last; the API lists the second net first).
+  var POINTS = [{ style: 'circle', radius: 4 }, { style: 'rectRot', radius: 6 }];
   var DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 
   var $status = $('#status');
@@ -58,7 +63,8 @@
       if (!series[key]) { series[key] = { net: row.net, version: row.version, points: [] }; order.push(key); }
       series[key].points.push({ x: Date.parse(row.time || row.date), y: row.accuracy, row: row });
     });
-    var shade = { fnn: 0, cnn: 0 };
+    var shade = {};
+    NETS.forEach(function (net) { shade[net] = 0; });
     var datasets = order.map(function (key) {
       var s = series[key];
       var colour = COLOURS[s.net] ? COLOURS[s.net][Math.min(shade[s.net]++, 3)] : '#6c757d';
@@ -67,11 +73,9 @@
         data: s.points,
         borderColor: colour,
         backgroundColor: colour,
-        // A CNN diamond is larger than an FNN dot, so the two on one spot both show: the dot
-        // on top (Chart.js draws a lower order last; the API lists CNN first).
-        pointStyle: s.net === 'cnn' ? 'rectRot' : 'circle',
-        pointRadius: s.net === 'cnn' ? 6 : 4,
-        order: s.net === 'cnn' ? 1 : 0,
+        pointStyle: POINTS[Math.max(0, NETS.indexOf(s.net))].style,
+        pointRadius: POINTS[Math.max(0, NETS.indexOf(s.net))].radius,
+        order: Math.max(0, NETS.indexOf(s.net)),
         clip: 8,   // a point at 100% shows whole, not cut by the chart's top edge
         tension: 0.2
       };
