@@ -74,7 +74,7 @@ def on_starting(server):
     """Check the app's settings in the master, before any worker boots: a malformed one stops
     gunicorn with one line (exit code 1). A worker that failed on it would be started again,
     for ever."""
-    from digits.cli_errors import check_settings
+    from digits.config import check_settings
 
     check_settings()
 

@@ -7,34 +7,16 @@ model; `create_app` attaches services to `app.extensions` so tests can swap them
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 from flask import Flask, Response, abort, current_app, jsonify, request, send_file
 from werkzeug.wsgi import get_content_length
 
 import functions
-from digits import dataset, fastpath, logs, malloc, openapi, security, settings
+from digits import config, dataset, fastpath, logs, malloc, openapi, security, settings
 from digits.auth import admin_required, check_admin
 from digits.images import BadInput, decode_drawing, json_object, parse_label
 from digits.nets import NETS
 from digits.storage import NotFound, Storage, StorageUnavailable, open_storage
-
-ROOT = Path(__file__).resolve().parent
-# Settings read from the environment when set; secrets come only from there.
-ENV_SETTINGS = ("STORAGE_URL", "AWS_ENDPOINT_URL", "MODELS_DIR", "ADMIN_TOKEN")
-# Production (digits/security.py, digits/logs.py): settings from the environment
-ENV_SETTINGS += (
-    "CORS_ORIGINS",
-    "RATE_LIMIT_SAVES",
-    "RATE_LIMIT_FEEDBACK",
-    "TRUSTED_PROXY_HOPS",
-    "LOG_REQUESTS",
-)
-# Models: how often each worker checks the model pointer; MODEL_WATCH=off stops it
-ENV_SETTINGS += ("MODEL_POLL_SECONDS", "MODEL_WATCH")
-# Serving: FAST_PREDICT=off leaves every prediction to the Flask view (digits/fastpath.py)
-ENV_SETTINGS += ("FAST_PREDICT",)
 
 
 # A setting that cannot be used stops flask's commands with one line, not a traceback
@@ -42,21 +24,7 @@ ENV_SETTINGS += ("FAST_PREDICT",)
 @settings.exit_on_bad_setting()
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_mapping(
-        STORAGE_URL=os.path.join(app.instance_path, "storage"),
-        AWS_ENDPOINT_URL=None,
-        MODELS_DIR=str(ROOT / "models"),
-        ADMIN_TOKEN="",
-        MAX_CONTENT_LENGTH=1024 * 1024,
-        # Production: same-origin only; per client IP and per worker process.
-        CORS_ORIGINS="",
-        RATE_LIMIT_SAVES="30/minute",
-        RATE_LIMIT_FEEDBACK="60/minute",
-        LOG_REQUESTS=True,
-    )
-    app.config.update({k: os.environ[k] for k in ENV_SETTINGS if os.environ.get(k)})
-    if test_config:
-        app.config.update(test_config)
+    config.load(app, test_config)
     app.extensions["storage"] = app.config.get("STORAGE") or open_storage(
         app.config["STORAGE_URL"], app.config["AWS_ENDPOINT_URL"]
     )

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 
 from flask import Flask
 
-from digits import logs, predictions, security, settings
+from digits import logs, predictions, security
 from digits.images import BadInput, decode_drawing, json_object
 from digits.preprocess import Drawing
 from digits.serving import ModelsUnavailable, Recognizer
@@ -34,8 +34,7 @@ WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 def init_app(app: Flask) -> None:
     """Put the layer right around Flask, inside any proxy fix, so it sees the fixed environ."""
-    app.config.setdefault("FAST_PREDICT", True)
-    if settings.on_off("FAST_PREDICT", app.config["FAST_PREDICT"]):
+    if app.config["FAST_PREDICT"]:
         app.wsgi_app = FastPredict(app, app.wsgi_app)
 
 
@@ -47,7 +46,7 @@ class FastPredict:
         self.flask_wsgi = flask_wsgi
         # Read once, as flask-cors reads it once: it adds its headers to every answer when
         # origins are set, Origin header or not, so then Flask answers every prediction.
-        self.cors = bool(security.cors_origins(app))
+        self.cors = bool(app.config["CORS_ORIGINS"])
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if not self.takes(environ):

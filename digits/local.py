@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from digits.cli_errors import check_settings
+from digits.config import check_settings
 
 FLASK = [sys.executable, "-m", "flask", "--app", "main"]
 ROOT = Path(__file__).resolve().parent.parent

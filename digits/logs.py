@@ -20,8 +20,6 @@ from typing import TextIO
 
 from flask import Flask, Response, current_app, g, request
 
-from digits import settings
-
 # Heroku's ids are UUIDs; accept anything id-like but nothing that could forge a log line.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,200}")
 
@@ -46,8 +44,7 @@ class RequestLog:
 
 
 def init_app(app: Flask) -> None:
-    app.config.setdefault("LOG_REQUESTS", True)
-    if not settings.on_off("LOG_REQUESTS", app.config["LOG_REQUESTS"]):
+    if not app.config["LOG_REQUESTS"]:
         return
     app.extensions["request_log"] = RequestLog()
     app.before_request(start_timer)

@@ -1,6 +1,6 @@
 """Browser-facing protections: CORS, security headers and a per-client rate limit.
 
-`init_app(app)` attaches all three. Settings (app.config, overridable from the environment):
+`init_app(app)` attaches all three. Settings (app.config; digits/config.py parses them):
 
 - `CORS_ORIGINS`: comma-separated origins allowed to call the API from other sites.
   Empty (the default) means same-origin only: no CORS headers are ever sent.
@@ -15,7 +15,6 @@ A value that cannot be used raises settings.BadSetting when the app is made.
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 import time
@@ -66,12 +65,6 @@ _ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?",
 # Past this many tracked clients, forget those whose bucket has refilled (they lose nothing).
 MAX_TRACKED_CLIENTS = 10_000
 
-DEFAULTS = {
-    "CORS_ORIGINS": "",
-    "RATE_LIMIT_SAVES": "30/minute",
-    "RATE_LIMIT_FEEDBACK": "60/minute",
-}
-
 
 @dataclass(frozen=True)
 class Rate:
@@ -83,6 +76,8 @@ class Rate:
 
 def parse_rate(name: str, text: str | None) -> Rate | None:
     """ "30/minute" -> Rate(30, 0.5); "off", "" or None -> None (no limit); else BadSetting."""
+    if isinstance(text, Rate):
+        return text
     if text is None or str(text).strip().lower() in ("", "off", "none"):
         return None
     match = _RATE.match(str(text))
@@ -128,10 +123,6 @@ class TokenBucketLimiter:
 
 
 def init_app(app: Flask) -> None:
-    for key, value in DEFAULTS.items():
-        app.config.setdefault(key, value)
-    # Heroku sets DYNO in every dyno, and there the router is always in front of us.
-    app.config.setdefault("TRUSTED_PROXY_HOPS", 1 if os.environ.get("DYNO") else 0)
     trust_proxy(app)
     init_cors(app)
     init_rate_limits(app)
@@ -139,20 +130,18 @@ def init_app(app: Flask) -> None:
 
 
 def trust_proxy(app: Flask) -> None:
-    hops = settings.whole_number("TRUSTED_PROXY_HOPS", app.config["TRUSTED_PROXY_HOPS"] or 0)
+    hops = app.config["TRUSTED_PROXY_HOPS"]
     if hops > 0:
         # Heroku's router appends the client's address to X-Forwarded-For; trusting
         # exactly one hop means a client's own X-Forwarded-For value is ignored.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)
 
 
-def cors_origins(app: Flask) -> list[str]:
-    return parse_origins("CORS_ORIGINS", app.config.get("CORS_ORIGINS"))
-
-
-def parse_origins(name: str, text: str | None) -> list[str]:
+def parse_origins(name: str, text: str | list[str] | None) -> list[str]:
     """ "https://a.example, http://b.example:8000/" -> both, without the slash; "" -> [].
     A site without its scheme would never match a browser's Origin, so it is refused."""
+    if isinstance(text, list):
+        text = ",".join(text)
     origins = [o.strip().rstrip("/") for o in str(text or "").split(",") if o.strip()]
     for origin in origins:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
@@ -161,7 +150,7 @@ def parse_origins(name: str, text: str | None) -> list[str]:
 
 
 def init_cors(app: Flask) -> None:
-    origins = cors_origins(app)
+    origins = app.config["CORS_ORIGINS"]
     if not origins:
         return  # Same-origin only: browsers block cross-site reads without CORS headers.
     from flask_cors import CORS
@@ -180,7 +169,7 @@ def init_cors(app: Flask) -> None:
 def init_rate_limits(app: Flask) -> None:
     limiters = {}
     for route, setting in LIMITED_ROUTES.items():
-        rate = parse_rate(setting, app.config.get(setting))
+        rate = app.config[setting]
         if rate is not None:
             limiters[route] = TokenBucketLimiter(rate)
     app.extensions["rate_limiters"] = limiters

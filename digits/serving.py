@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from digits import registry, settings
+from digits import registry
 from digits.model import BadModel, Model
 from digits.nets import NETS
 from digits.storage import Storage, StorageError
@@ -193,13 +193,5 @@ class ModelService:
 
 def service_for(config: dict, storage: Storage) -> ModelService:
     """The app's ModelService from its settings (MODELS_DIR, MODEL_POLL_SECONDS, MODEL_WATCH)."""
-    # The watcher runs in servers, not in tests, unless a test asks for it.
-    watch = config.get("MODEL_WATCH", not config.get("TESTING"))
-    return ModelService(
-        storage,
-        config["MODELS_DIR"],
-        poll_seconds=settings.seconds(
-            "MODEL_POLL_SECONDS", config.get("MODEL_POLL_SECONDS") or 2.0
-        ),
-        watch=settings.on_off("MODEL_WATCH", watch),
-    )
+    poll_seconds, watch = config["MODEL_POLL_SECONDS"], config["MODEL_WATCH"]
+    return ModelService(storage, config["MODELS_DIR"], poll_seconds=poll_seconds, watch=watch)

@@ -341,15 +341,22 @@ class _translate_errors:
 def open_storage(url: str, endpoint_url: str | None = None) -> Storage:
     """`s3://bucket/prefix` selects S3; a plain path or `file://path` selects a local folder.
     Any other STORAGE_URL raises BadSetting."""
-    parsed = urlparse(url)
+    parsed = urlparse(check_url(url))
     if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise BadSetting(f"STORAGE_URL has no bucket: {url!r}")
         return S3Storage(parsed.netloc, parsed.path, endpoint_url)
     if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):  # file://folder/x would quietly be /x
-            raise BadSetting(f"a file:// STORAGE_URL needs an absolute path (file:///…): {url!r}")
         return LocalStorage(parsed.path)
-    if parsed.scheme and len(parsed.scheme) > 1:
-        raise BadSetting(f"unsupported STORAGE_URL scheme: {parsed.scheme!r}")
     return LocalStorage(url)
+
+
+def check_url(url: str) -> str:
+    """The STORAGE_URL itself, if open_storage knows it; else BadSetting that says why."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3" and not parsed.netloc:
+        raise BadSetting(f"STORAGE_URL has no bucket: {url!r}")
+    if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+        # file://folder/x would quietly be /x
+        raise BadSetting(f"a file:// STORAGE_URL needs an absolute path (file:///…): {url!r}")
+    if parsed.scheme not in ("s3", "file") and len(parsed.scheme) > 1:
+        raise BadSetting(f"unsupported STORAGE_URL scheme: {parsed.scheme!r}")
+    return url

@@ -215,8 +215,8 @@ def test_limits_come_from_the_environment(storage_dir, monkeypatch):
     monkeypatch.setenv("RATE_LIMIT_SAVES", "1000/second")
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example")
     app = make_app(storage_dir)
-    assert app.config["RATE_LIMIT_SAVES"] == "1000/second"
-    assert app.config["CORS_ORIGINS"] == "https://a.example"
+    assert app.config["RATE_LIMIT_SAVES"] == security.Rate(capacity=1000.0, per_second=1000.0)
+    assert app.config["CORS_ORIGINS"] == ["https://a.example"]
 
 
 # --- admin endpoints -------------------------------------------------------------------
