@@ -83,7 +83,7 @@ def post_worker_init(worker):
     """Load both nets before this worker takes a request, so that a worker recycled under load
     does not make its first callers wait for them. If they cannot load, the worker still starts:
     predictions answer 503 (and /healthz shows no versions) until a request loads them."""
-    from functions import ModelsUnavailable
+    from digits.serving import ModelsUnavailable
 
     try:
         worker.wsgi.extensions["models"].recognizer()

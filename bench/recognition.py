@@ -135,15 +135,14 @@ def time_wsgi(app, bodies: list[bytes], requests: int) -> Timer:
 
 def time_view_work(app, bodies: list[bytes], requests: int) -> list[float]:
     """What the view does, without Flask's request handling: parse, decode, recognise, queue."""
-    from digits import predictions
-    from digits.images import decode_drawing
+    from digits import predict
 
     recognizer = app.extensions["models"].recognizer()
     storage = app.extensions["storage"]
 
     def work(body: bytes) -> dict:
-        png, image = decode_drawing(json.loads(body)["imageBase64"])
-        return predictions.recognise(recognizer, storage, png, image)
+        png, image = predict.drawing(json.loads(body))
+        return predict.recognise(recognizer, storage, png, image)
 
     timer = Timer()
     for i in range(-50, requests):

@@ -3,8 +3,9 @@
 Under load, Flask's request and response objects, routing and hooks cost about an eighth of the
 server CPU a prediction takes (bench/load.py, on the same machine at the same time). This WSGI
 layer answers the one plain case itself: a JSON body that holds a drawing which decodes. It calls
-the same code the Flask view calls (`predictions.recognise`), and it writes the same JSON, headers
-and log line; tests compare its answers with Flask's.
+the same code the Flask view calls (digits/predict.py's `drawing` and `recognise`), after the same
+body checks (digits/bodies.py's `refusal`), and it writes the same JSON, headers and log line;
+tests compare its answers with Flask's. main.py's `add_wsgi_layers` shows where it sits.
 
 Flask alone decides every other answer. Anything else goes to it untouched, with the body put back:
 other routes, a form, an oversized or unsized body, JSON that is not an object, a drawing that does
@@ -23,19 +24,17 @@ from collections.abc import Callable, Iterable
 
 from flask import Flask
 
-from digits import logs, predictions, security
-from digits.images import BadInput, decode_drawing, json_object
+from digits import logs, predict, security
+from digits.bodies import BadInput, WSGIApp, json_object, refusal
 from digits.preprocess import Drawing
 from digits.serving import ModelsUnavailable, Recognizer
 
 PATH = "/api/predict"
-WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
-def init_app(app: Flask) -> None:
-    """Put the layer right around Flask, inside any proxy fix, so it sees the fixed environ."""
-    if app.config["FAST_PREDICT"]:
-        app.wsgi_app = FastPredict(app, app.wsgi_app)
+def layer(app: Flask, inner: WSGIApp) -> WSGIApp:
+    """The layer around `inner`, or `inner` itself when FAST_PREDICT is off."""
+    return FastPredict(app, inner) if app.config["FAST_PREDICT"] else inner
 
 
 class FastPredict:
@@ -58,7 +57,7 @@ class FastPredict:
         if recognizer is None:
             return self.to_flask(environ, start_response, body)
         try:
-            found = predictions.recognise(recognizer, self.app.extensions["storage"], *drawing)
+            found = predict.recognise(recognizer, self.app.extensions["storage"], *drawing)
         except Exception:  # a bug: Flask runs the view again and answers (and logs) its 500
             return self.to_flask(environ, start_response, body)
         return self.answer(environ, start_response, found, started)
@@ -75,9 +74,8 @@ class FastPredict:
         length = environ.get("CONTENT_LENGTH", "")
         if mimetype != "application/json" or not length.isdigit():
             return False
-        limit = self.app.config["MAX_CONTENT_LENGTH"]
-        if limit is not None and int(length) > limit:
-            return False
+        if refusal(int(length), mimetype, self.app.config["MAX_CONTENT_LENGTH"]) is not None:
+            return False  # Flask refuses it, in the same words
         if ("POST", PATH) in self.app.extensions.get("rate_limiters", {}):
             return False  # predictions are not limited today; if they are, Flask does it
         return not (self.cors or self.app.debug or self.app.json.compact is False)
@@ -85,7 +83,7 @@ class FastPredict:
     def drawing(self, body: bytes) -> tuple[bytes, Drawing] | None:
         """(png, decoded) if the body is a JSON object with a drawing that decodes, else None."""
         try:
-            return decode_drawing(json_object(body).get("imageBase64"))
+            return predict.drawing(json_object(body))
         except BadInput:  # Flask answers it, in the same words
             return None
 

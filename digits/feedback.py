@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 
 from digits import dataset, predictions
-from digits.images import BadInput, parse_label
+from digits.bodies import BadInput, parse_label
 from digits.nets import NETS
 from digits.storage import NotFound, PreconditionFailed, Storage
 

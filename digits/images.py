@@ -1,4 +1,4 @@
-"""Decoding the canvas's `data:image/png;base64,…` URLs, safely, and a JSON body's fields.
+"""Decoding the canvas's `data:image/png;base64,…` URLs, safely.
 
 Every image that reaches the app goes through `decode_drawing`, so the checks
 (base64, PNG signature, size, pixel count) live in one place.
@@ -9,35 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 
 from PIL import Image
 
 from digits import png as fastpng
+from digits.bodies import BadInput
 from digits.preprocess import Drawing
 
 CANVAS_SIZE = (200, 200)
-DATA_URL_PREFIX = "data:image/png;base64,"
 # Pillow decodes lazily: the header gives the size before any pixel is inflated,
 # so anything larger than the canvas is refused before it can expand in memory.
 MAX_PIXELS = CANVAS_SIZE[0] * CANVAS_SIZE[1]
-
-
-class BadInput(ValueError):
-    """The request cannot be accepted; the message says why, for the client."""
-
-
-def json_object(body: bytes) -> dict:
-    """The fields of a JSON body, which must be an object; BadInput says which it is not."""
-    try:
-        data = json.loads(body)
-    # ValueError: bad syntax or UTF-8, or a number of thousands of digits (int() refuses them);
-    # RecursionError: nested deeper than the parser goes.
-    except (ValueError, RecursionError):
-        raise BadInput("the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadInput("the body is not a JSON object")
-    return data
 
 
 def decode_drawing(value: object) -> tuple[bytes, Drawing]:
@@ -49,10 +31,10 @@ def decode_drawing(value: object) -> tuple[bytes, Drawing]:
 def png_bytes_from_data_url(value: object) -> bytes:
     if not isinstance(value, str) or not value:
         raise BadInput("imageBase64 is missing")
-    if not value.startswith(DATA_URL_PREFIX):
+    if not value.startswith(fastpng.DATA_URL_PREFIX):
         raise BadInput("imageBase64 must be a data:image/png;base64 URL")
     try:
-        png = base64.b64decode(value[len(DATA_URL_PREFIX) :], validate=True)
+        png = base64.b64decode(value[len(fastpng.DATA_URL_PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
         raise BadInput("imageBase64 is not valid base64") from None
     if not png.startswith(fastpng.SIGNATURE):
@@ -83,16 +65,3 @@ def open_png(png: bytes) -> Drawing:
     except Exception:
         raise BadInput("imageBase64 is a damaged PNG image") from None
     return image
-
-
-def parse_label(value: object) -> int:
-    """A digit label from a form or JSON field: "0"–"9" or 0–9."""
-    if isinstance(value, bool):
-        raise BadInput("digit must be a single digit 0–9")
-    if isinstance(value, int) and 0 <= value <= 9:
-        return value
-    if isinstance(value, str) and len(value) == 1 and value in "0123456789":
-        return int(value)
-    if value is None or value == "":
-        raise BadInput("digit is missing")
-    raise BadInput("digit must be a single digit 0–9")

@@ -6,7 +6,7 @@ tests use it to know which endpoints take which fields.
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import jsonify
 
 from digits import __version__
 
@@ -351,7 +351,3 @@ def document() -> dict:
 
 def openapi_json():
     return jsonify(document())
-
-
-def init_app(app: Flask) -> None:
-    app.add_url_rule("/api/openapi.json", view_func=openapi_json)

@@ -1,39 +1,38 @@
 """The HTML pages. All behaviour lives in static JS; these routes only render templates.
 
-The JSON API is another blueprint's job: pages reach it through the paths in
-`api_urls()`, handed to the scripts in data-* attributes (no inline scripts: the
-Content-Security-Policy allows files from this origin only).
+The JSON API is digits/api.py's and digits/admin.py's: pages reach it through the paths in
+`api_urls()`, and learn the nets' names from digits/nets.py, both handed to the scripts in data-*
+attributes (no inline scripts: the Content-Security-Policy allows files from this origin only).
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from datetime import datetime
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from PIL import Image
 from werkzeug.routing import BuildError
 
-from digits import registry
+from digits import png, preprocess, registry
 from digits.nets import KINDS, NETS, TITLES
 from digits.storage import StorageError
 
 bp = Blueprint("pages", __name__)
 
-# The JSON API, by endpoint name (the view functions in main.py) and the path the
-# contract fixes: url_for when the endpoint is registered, so a mounted app gets
-# the right prefix; the literal path otherwise, so a page never fails to render.
+# The JSON API, by endpoint name and the path the contract fixes: url_for when the endpoint is
+# registered, so a mounted app gets the right prefix; the literal path otherwise, so a page never
+# fails to render.
 _API = {
-    "predict": ("predict", "/api/predict"),
-    "feedback": ("give_feedback", "/api/feedback"),
-    "hook": ("hook", "/hook"),
-    "counts": ("dataset_counts", "/api/dataset/counts"),
-    "dataset": ("dataset_page", "/api/dataset"),
-    "export": ("dataset_export", "/api/dataset/export"),
-    "stats": ("learning_stats", "/api/stats"),
+    "predict": ("api.predict", "/api/predict"),
+    "feedback": ("api.give_feedback", "/api/feedback"),
+    "hook": ("api.hook", "/hook"),
+    "counts": ("api.dataset_counts", "/api/dataset/counts"),
+    "dataset": ("api.dataset_page", "/api/dataset"),
+    "export": ("admin.dataset_export", "/api/dataset/export"),
+    "stats": ("api.learning_stats", "/api/stats"),
 }
 
 SAMPLE_DRAWING = "img/sample-drawing.png"
@@ -176,21 +175,12 @@ def preprocessing_pictures() -> tuple[list[dict], str | None]:
     Returns (steps, problem): problem is a sentence for the reader when the
     pictures cannot be made, so the page explains itself instead of failing.
     """
-    try:
-        from PIL import Image
-
-        from digits.preprocess import preprocess_steps
-    except ImportError:
-        return (
-            [],
-            "The preprocessing module is not installed yet, so there are no pictures to show.",
-        )
     sample = Path(current_app.static_folder) / SAMPLE_DRAWING
     if not sample.is_file():
         return [], "The sample drawing is missing, so there are no pictures to show."
     try:
         with Image.open(sample) as drawing:
-            steps = preprocess_steps(drawing.convert("RGB"))
+            steps = preprocess.preprocess_steps(drawing.convert("RGB"))
     except Exception:  # a bug there must not take the whole page down
         current_app.logger.exception("preprocess_steps failed on %s", sample)
         return [], "The preprocessing pictures could not be made (see the server log)."
@@ -207,8 +197,6 @@ def _step_picture(title: str, image) -> dict:
 
 def _upscale(image, target: int = 200):
     """Nearest-neighbour, so a 28×28 image shows its real pixels instead of a blur."""
-    from PIL import Image
-
     if image.mode not in ("L", "RGB", "RGBA"):
         image = image.convert("L")
     factor = max(1, target // max(image.width, image.height))
@@ -218,20 +206,4 @@ def _upscale(image, target: int = 200):
 def _data_url(image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _wants_json() -> bool:
-    # "/api" itself too, but not a page such as "/hookah"
-    return (request.path + "/").startswith(("/api/", "/hook/", "/healthz/"))
-
-
-@bp.app_errorhandler(HTTPException)
-def _http_error(error: HTTPException):
-    # The API speaks JSON even when it fails; people get a page with a way back. Either keeps
-    # the error's own headers (Allow, WWW-Authenticate, Content-Range).
-    headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
-    if _wants_json():
-        return jsonify(error=error.description), error.code, headers
-    template = "errors/404.html" if error.code == 404 else "errors/error.html"
-    return render_template(template, error=error, page=None), error.code, headers
+    return png.data_url(buffer.getvalue())

@@ -20,7 +20,6 @@ prediction at once, and find it during an outage too.
 from __future__ import annotations
 
 import atexit
-import base64
 import json
 import logging
 import os
@@ -32,9 +31,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import numpy as np
-
-from digits import preprocess
 from digits.storage import NotFound, Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -367,57 +363,3 @@ def load(storage: Storage, prediction_id: str) -> dict:
         return record
     data = storage.get(key).data
     return find_record(data, prediction_id) if key.endswith(".jsonl") else json.loads(data)
-
-
-# --- one prediction: record and response ---------------------------------------------------
-
-
-def net_output(probabilities: np.ndarray | None, version: str | None = None) -> dict:
-    """{"digit", "probabilities"} as plain JSON numbers (6 decimals); nulls for an empty canvas."""
-    if probabilities is None:
-        out = {"digit": None, "probabilities": None}
-    else:
-        rounded = [round(float(p), 6) for p in probabilities]
-        out = {"digit": int(np.argmax(probabilities)), "probabilities": rounded}
-    return out if version is None else {**out, "version": version}
-
-
-def recognise(recognizer, storage: Storage, png: bytes, image: preprocess.Drawing) -> dict:
-    """Run both nets on a drawing, queue its record, and return the /api/predict response."""
-    x28 = preprocess.to_mnist(image)
-    versions = recognizer.versions()
-    outputs = None if x28 is None else recognizer.predict(x28)
-    if outputs is not None:
-        versions = {net: out.version for net, out in outputs.items()}
-    record = submit(storage, record_fields(versions, outputs, png))
-    originals = None if x28 is None else recognizer.predict_original(x28)
-    return response(record, outputs, originals, x28, recognizer)
-
-
-def record_fields(versions: dict, outputs: dict | None, png: bytes) -> dict:
-    """A prediction's record, but for the id that `submit` gives it."""
-    record = {"created": datetime.now(UTC).isoformat(), "versions": versions}
-    for net in versions:
-        probabilities = None if outputs is None else outputs[net].probabilities
-        record[net] = net_output(probabilities)
-    record["empty"] = outputs is None
-    record["image"] = base64.b64encode(png).decode("ascii")
-    return record
-
-
-def response(record: dict, outputs, originals, x28, recognizer) -> dict:
-    versions = record["versions"]
-    preview = x28 if x28 is not None else np.zeros((28, 28), np.float32)
-    body = {"id": record["id"], "empty": record["empty"]}
-    body["preview"] = preprocess.preview_data_url(preview)
-    for net, version in versions.items():
-        body[net] = {**record[net], "version": version}
-    original_versions = {net: m.version for net, m in recognizer.original.items()}
-    body["versions"] = {
-        net: {"current": versions[net], "original": original_versions[net]} for net in versions
-    }
-    if originals is not None:
-        body["original"] = {
-            net: net_output(out.probabilities, out.version) for net, out in originals.items()
-        }
-    return body

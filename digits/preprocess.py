@@ -9,10 +9,6 @@ Only numpy and Pillow here: the web process imports this and must never import T
 
 from __future__ import annotations
 
-import base64
-import struct
-import zlib
-
 import numpy as np
 from PIL import Image, ImageChops
 
@@ -186,28 +182,11 @@ def to_pixels(arr28: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(arr, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-# The preview PNG's fixed parts. Its rows: a filter byte (0, none) and 28 grey levels each.
-PREVIEW_ROWS = SIZE * (1 + SIZE)
-PREVIEW_IHDR = struct.pack(">IIBBBBB", SIZE, SIZE, 8, 0, 0, 0, 0)  # 8-bit greyscale
-PREVIEW_HEAD = png.SIGNATURE + png.chunk(b"IHDR", PREVIEW_IHDR)
-# zlib header (deflate, 32 kB window) and one final stored block: 812 bytes fit in one (< 65536).
-STORED_HEAD = b"\x78\x01" + struct.pack("<BHH", 1, PREVIEW_ROWS, 0xFFFF ^ PREVIEW_ROWS)
-PREVIEW_TAIL = png.chunk(b"IEND", b"")
-
-
 def to_png_bytes(arr28: np.ndarray) -> bytes:
-    """A 28x28 greyscale PNG of the preprocessed input.
-
-    Written by hand: it is on every prediction, and Pillow's encoder set-up costs more than the
-    784 pixels do. Stored, not compressed: deflating 812 bytes costs more than sending them.
-    """
-    rows = np.zeros((SIZE, 1 + SIZE), np.uint8)  # column 0: filter type 0 on every row
-    rows[:, 1:] = to_pixels(arr28)
-    raw = rows.tobytes()
-    idat = b"".join([STORED_HEAD, raw, struct.pack(">I", zlib.adler32(raw))])
-    return b"".join([PREVIEW_HEAD, png.chunk(b"IDAT", idat), PREVIEW_TAIL])
+    """A 28x28 greyscale PNG of the preprocessed input."""
+    return png.encode_grey(to_pixels(arr28))
 
 
 def preview_data_url(arr28: np.ndarray) -> str:
-    """The 28x28 PNG as a "data:image/png;base64,..." URL for an <img> tag."""
-    return "data:image/png;base64," + base64.b64encode(to_png_bytes(arr28)).decode("ascii")
+    """The 28x28 PNG as a data URL for an <img> tag."""
+    return png.data_url(to_png_bytes(arr28))

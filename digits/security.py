@@ -24,6 +24,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from digits import settings
+from digits.bodies import WSGIApp
 
 # Self only. `img-src data:` because the page previews drawings as data: URLs;
 # no 'unsafe-inline' anywhere, so an injected <script> or style attribute never runs.
@@ -123,18 +124,19 @@ class TokenBucketLimiter:
 
 
 def init_app(app: Flask) -> None:
-    trust_proxy(app)
     init_cors(app)
     init_rate_limits(app)
     app.after_request(add_security_headers)
 
 
-def trust_proxy(app: Flask) -> None:
+def proxy_fix(app: Flask, inner: WSGIApp) -> WSGIApp:
+    """The WSGI layer that trusts TRUSTED_PROXY_HOPS proxies, or `inner` itself when none."""
     hops = app.config["TRUSTED_PROXY_HOPS"]
-    if hops > 0:
-        # Heroku's router appends the client's address to X-Forwarded-For; trusting
-        # exactly one hop means a client's own X-Forwarded-For value is ignored.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)
+    if hops == 0:
+        return inner
+    # Heroku's router appends the client's address to X-Forwarded-For; trusting
+    # exactly one hop means a client's own X-Forwarded-For value is ignored.
+    return ProxyFix(inner, x_for=hops, x_proto=hops, x_host=0)
 
 
 def parse_origins(name: str, text: str | list[str] | None) -> list[str]:

@@ -13,7 +13,7 @@ import json
 import pytest
 from PIL import Image
 
-from digits import predictions
+from digits import predict, predictions
 from main import create_app
 from tests.conftest import data_url, drawing_png
 
@@ -44,7 +44,7 @@ def never_the_view(app) -> None:
     def view():
         raise AssertionError("the Flask view answered a prediction the fast path should take")
 
-    app.view_functions["predict"] = view
+    app.view_functions["api.predict"] = view
 
 
 def answer(app, **request) -> tuple[int, dict, dict | None]:
@@ -158,7 +158,7 @@ def test_a_failure_inside_is_flasks_500(storage_dir, monkeypatch):
     def broken(*args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(predictions, "recognise", broken)
+    monkeypatch.setattr(predict, "recognise", broken)
     status, _, body = answer(fast, json={"imageBase64": data_url(PAGE_DRAWING)})
     assert status == 500 and body["error"]
     assert log_lines(fast)[-1]["status"] == 500
@@ -190,7 +190,7 @@ def test_behind_the_router_it_sees_the_forwarded_client_and_https(storage_dir):
 def test_it_can_be_turned_off(storage_dir):
     _, slow = make_pair(storage_dir)
     calls = []
-    view = slow.view_functions["predict"]
-    slow.view_functions["predict"] = lambda: calls.append(1) or view()
+    view = slow.view_functions["api.predict"]
+    slow.view_functions["api.predict"] = lambda: calls.append(1) or view()
     status, _, _ = answer(slow, json={"imageBase64": data_url(PAGE_DRAWING)})
     assert status == 200 and calls == [1]

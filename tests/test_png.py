@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from digits import png as fastpng
-from digits.images import BadInput, open_png
+from digits.bodies import BadInput
+from digits.images import open_png
 from tests.conftest import drawing_png
 
 SIZE = (200, 200)
