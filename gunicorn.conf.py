@@ -27,7 +27,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 workers = env_count("WEB_CONCURRENCY", 3)
 
 # Threads let one worker overlap storage I/O (S3 round trips) with predictions,
-# which release the GIL inside LiteRT. A call borrows an idle interpreter (functions.Model).
+# which release the GIL inside LiteRT. A call borrows an idle interpreter (digits/model.py).
 worker_class = "gthread"
 threads = env_count("GUNICORN_THREADS", 4)
 

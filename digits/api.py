@@ -63,7 +63,7 @@ def healthz():
         storage_state = "ok"
     except StorageUnavailable:
         storage_state = "unavailable"
-    # models: the version each net serves in this worker (null when they cannot load)
+    # The version each net serves in this worker (null when they cannot load).
     return jsonify(status="ok", storage=storage_state, models=models().versions())
 
 

@@ -123,8 +123,7 @@ def internals():
 
 
 def models_dir() -> Path:
-    configured = current_app.config.get("MODELS_DIR")
-    return Path(configured) if configured else Path(current_app.root_path) / "models"
+    return Path(current_app.config["MODELS_DIR"])
 
 
 def load_model_card(net: str) -> dict | None:

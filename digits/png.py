@@ -11,6 +11,7 @@ so Pillow alone decides what is damaged and says so.
 from __future__ import annotations
 
 import base64
+import functools
 import struct
 
 import numpy as np
@@ -117,7 +118,7 @@ def chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def encode_grey(pixels: np.ndarray) -> bytes:
-    """An 8-bit greyscale PNG of uint8 pixels [height, width].
+    """An 8-bit greyscale PNG of uint8 pixels [height, width], of up to 64 kB (a preview).
 
     Written by hand: it is on every prediction (the 28x28 preview), and Pillow's encoder set-up
     costs more than the 784 pixels do. Stored, not compressed: deflating 812 bytes costs more
@@ -126,9 +127,23 @@ def encode_grey(pixels: np.ndarray) -> bytes:
     height, width = pixels.shape
     rows = np.zeros((height, 1 + width), np.uint8)  # column 0: filter type 0 (none) on every row
     rows[:, 1:] = pixels
-    return _stored_png(struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0), rows.tobytes())
+    raw = rows.tobytes()
+    if len(raw) > STORED_BLOCK:
+        raise ValueError(f"{width}x{height} is too large for one stored block")
+    # The zlib header (deflate, 32 kB window) and one final stored block, then its checksum.
+    block = struct.pack("<BHH", 1, len(raw), 0xFFFF ^ len(raw))
+    idat = b"".join([b"\x78\x01", block, raw, struct.pack(">I", zlib_ng.adler32(raw))])
+    return b"".join([_grey_head(width, height), chunk(b"IDAT", idat), IEND])
+
+
+@functools.cache
+def _grey_head(width: int, height: int) -> bytes:
+    return SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
 
 
 def data_url(png: bytes) -> str:
     """The PNG as a `data:image/png;base64,…` URL, for an <img> tag."""
     return DATA_URL_PREFIX + base64.b64encode(png).decode("ascii")
+
+
+IEND = chunk(b"IEND", b"")

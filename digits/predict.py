@@ -28,16 +28,6 @@ def drawing(fields: dict) -> tuple[bytes, Drawing]:
     return decode_drawing(fields.get("imageBase64"))
 
 
-def net_output(probabilities: np.ndarray | None, version: str | None = None) -> dict:
-    """{"digit", "probabilities"} as plain JSON numbers (6 decimals); nulls for an empty canvas."""
-    if probabilities is None:
-        out = {"digit": None, "probabilities": None}
-    else:
-        rounded = [round(float(p), 6) for p in probabilities]
-        out = {"digit": int(np.argmax(probabilities)), "probabilities": rounded}
-    return out if version is None else {**out, "version": version}
-
-
 def recognise(recognizer: Recognizer, storage: Storage, png: bytes, image: Drawing) -> dict:
     """Run both nets on a drawing, queue its record, and return the /api/predict response."""
     x28 = preprocess.to_mnist(image)
@@ -48,6 +38,16 @@ def recognise(recognizer: Recognizer, storage: Storage, png: bytes, image: Drawi
     record = predictions.submit(storage, record_fields(versions, outputs, png))
     originals = None if x28 is None else recognizer.predict_original(x28)
     return response(record, outputs, originals, x28, recognizer)
+
+
+def net_output(probabilities: np.ndarray | None, version: str | None = None) -> dict:
+    """{"digit", "probabilities"} as plain JSON numbers (6 decimals); nulls for an empty canvas."""
+    if probabilities is None:
+        out = {"digit": None, "probabilities": None}
+    else:
+        rounded = [round(float(p), 6) for p in probabilities]
+        out = {"digit": int(np.argmax(probabilities)), "probabilities": rounded}
+    return out if version is None else {**out, "version": version}
 
 
 def record_fields(versions: dict, outputs: dict | None, png: bytes) -> dict:

@@ -10,15 +10,14 @@ import pytest
 
 from digits import settings
 from digits.config import SETTINGS, check_settings, text
-from main import create_app
-from tests.conftest import BIN, ROOT, free_port
+from tests.helpers import BIN, ROOT, free_port
 
 
 @pytest.fixture
-def broken_runner(tmp_path):
+def broken_runner(tmp_path, make_app):
     """Storage whose folder is a file: every write fails."""
     (tmp_path / "file").write_text("not a folder")
-    app = create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "file" / "storage")})
+    app = make_app(STORAGE_URL=str(tmp_path / "file" / "storage"))
     return app.test_cli_runner()
 
 
@@ -56,11 +55,11 @@ def test_export_into_a_missing_folder_is_one_line(runner, tmp_path):
         ["train", "--epochs", "0"],
     ],
 )
-def test_numbers_out_of_range_are_refused_before_anything_runs(tmp_path, args):
+def test_numbers_out_of_range_are_refused_before_anything_runs(tmp_path, make_app, args):
     # Were a value let through, nothing is harmed: the trainer runs once (--once), not forever,
     # and a training writes into a scratch folder, never into the shipped models/.
-    settings = {"STORAGE_URL": str(tmp_path / "s"), "MODELS_DIR": str(tmp_path / "models")}
-    result = create_app({"TESTING": True, **settings}).test_cli_runner().invoke(args=args)
+    app = make_app(MODELS_DIR=str(tmp_path / "models"))
+    result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 2  # click's usage error: nothing was trained or changed
     assert "Invalid value" in result.output
 
@@ -141,12 +140,12 @@ def test_every_setting_that_can_be_malformed_has_a_malformed_case_below():
 
 @pytest.mark.parametrize(("name", "value", "accepted"), MALFORMED_SETTINGS)
 def test_a_malformed_setting_is_one_line_from_create_app_and_the_check(
-    tmp_path, monkeypatch, name, value, accepted
+    make_app, monkeypatch, name, value, accepted
 ):
     monkeypatch.setenv(name, value)
     line = f"Error: {name}={value!r}: {accepted}"
     with pytest.raises(SystemExit) as made:
-        create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "s")})
+        make_app()
     assert str(made.value.code).startswith(line)
     with pytest.raises(SystemExit) as checked:
         check_settings()

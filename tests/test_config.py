@@ -6,7 +6,7 @@ import json
 import re
 
 from digits.config import SETTINGS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # A row of the README's table: | `NAME` (, `NAME`…) | default | meaning |
 _ROW = re.compile(r"^\| (`[A-Z_]+`(?:, `[A-Z_]+`)*) \| ([^|]*) \|", re.MULTILINE)

@@ -12,8 +12,7 @@ import pytest
 
 from digits import dataset
 from digits.storage import LocalStorage, StorageError, StorageUnavailable
-from main import create_app
-from tests.conftest import drawing_png
+from tests.helpers import drawing_png
 
 
 def save(client, url, digit):
@@ -51,11 +50,11 @@ class CountingStorage(LocalStorage):
                 self.in_flight -= 1
 
 
-def test_gallery_and_export_read_in_parallel_and_the_gallery_reads_no_images(tmp_path):
+def test_gallery_and_export_read_in_parallel_and_the_gallery_reads_no_images(tmp_path, make_app):
     storage = CountingStorage(tmp_path / "s")
     for i in range(40):
         dataset.save_drawing(storage, drawing_png(), str(i % 10), "collect")
-    app = create_app({"TESTING": True, "STORAGE": storage})
+    app = make_app(STORAGE=storage)
     page = app.test_client().get("/api/dataset?per_page=40").json
     assert len(page["items"]) == 40
     assert not any(key.endswith(".png") for key in storage.read)
@@ -127,9 +126,8 @@ def test_unknown_image_is_404(client, drawing_url):
 
 
 @pytest.fixture
-def admin_client(storage_dir):
-    app = create_app({"TESTING": True, "STORAGE_URL": str(storage_dir), "ADMIN_TOKEN": "s3cret"})
-    return app.test_client()
+def admin_client(make_app):
+    return make_app(ADMIN_TOKEN="s3cret").test_client()
 
 
 def test_a_range_past_the_end_gets_416_with_content_range(client, drawing_url):

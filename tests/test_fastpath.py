@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 
 from digits import predict, predictions
-from main import create_app
-from tests.conftest import data_url, drawing_png
+from tests.helpers import data_url, drawing_png, new_app
 
 VARYING_FIELDS = ("id",)  # each prediction gets a new id; everything else must match
 PAGE_DRAWING = drawing_png(mode="RGBA", ground="white")  # what the page's canvas sends
@@ -29,9 +28,9 @@ class Lines(io.StringIO):
 
 def make_pair(storage_dir, **config) -> tuple:
     """(fast app, Flask-only app), each with its request log captured."""
-    settings = {"TESTING": True, "STORAGE_URL": str(storage_dir), "MODEL_WATCH": "off", **config}
-    fast = create_app(settings)
-    slow = create_app({**settings, "FAST_PREDICT": "off"})
+    settings = {"MODEL_WATCH": "off", **config}
+    fast = new_app(storage_dir, **settings)
+    slow = new_app(storage_dir, **settings, FAST_PREDICT="off")
     for app in (fast, slow):
         if "request_log" in app.extensions:
             app.extensions["request_log"].stream = Lines()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,33 +26,25 @@ import pytest
 import functions
 from digits import dataset, predictions, registry
 from digits.storage import LocalStorage, open_storage
-from main import create_app
-from tests.conftest import (
+from tests.helpers import (
+    ROOT,
     S3Server,
     data_url,
     drawing_png,
     free_port,
+    make_models_dir,
     start_gunicorn,
+    tiny_bytes,
     worker_pids,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "tests" / "fixtures"
 NO_LIMITS = {"RATE_LIMIT_SAVES": "off", "RATE_LIMIT_FEEDBACK": "off", "LOG_REQUESTS": "off"}
 
 
 @pytest.fixture
 def tiny_models(tmp_path: Path) -> Path:
     """The shipped-models folder with the tiny test nets as the "original" versions."""
-    folder = tmp_path / "models"
-    folder.mkdir()
-    for net in registry.NETS:
-        shutil.copy(FIXTURES / f"tiny-{net}-a.tflite", folder / f"{net}.tflite")
-    return folder
-
-
-def tflite(net: str, variant: str) -> bytes:
-    return (FIXTURES / f"tiny-{net}-{variant}.tflite").read_bytes()
+    return make_models_dir(tmp_path / "models")
 
 
 # --- (1) S3 stops mid-run and comes back -------------------------------------------------
@@ -68,21 +59,18 @@ def make_bucket(server: S3Server) -> None:
 @pytest.mark.s3
 @pytest.mark.slow
 def test_s3_outage_predictions_answer_saves_refuse_then_recover(
-    s3_server, tiny_models, monkeypatch
+    s3_server, make_app, tiny_models, monkeypatch
 ):
     monkeypatch.setattr(predictions, "RETRY_MAX_SECONDS", 0.2)  # a prompt retry once S3 is back
     server = S3Server()  # our own, since we stop it; s3_server only sets the credentials
     server.start()
     try:
         make_bucket(server)
-        app = create_app(
-            {
-                "TESTING": True,
-                "STORAGE_URL": "s3://digits-faults/run",
-                "AWS_ENDPOINT_URL": server.endpoint,
-                "MODELS_DIR": str(tiny_models),
-                **NO_LIMITS,
-            }
+        app = make_app(
+            STORAGE_URL="s3://digits-faults/run",
+            AWS_ENDPOINT_URL=server.endpoint,
+            MODELS_DIR=str(tiny_models),
+            **NO_LIMITS,
         )
         client = app.test_client()
         drawing = {"imageBase64": data_url(drawing_png()), "digit": "7"}
@@ -205,7 +193,7 @@ def assert_registry_sound(storage, models_dir: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_trainer_killed_between_files_and_pointer_keeps_last_good(tmp_path, tiny_models):
     storage = LocalStorage(tmp_path / "storage")
-    good = registry.publish(storage, "fnn", tflite("fnn", "a"), b"k", {"accuracy": 0.8})
+    good = registry.publish(storage, "fnn", tiny_bytes("fnn", "a"), b"k", {"accuracy": 0.8})
     child = run_publisher(str(storage.root), crash_before_pointer=True)
     child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL, child.stderr.read()
@@ -271,7 +259,7 @@ def wait_until(check, timeout: float = 20.0) -> None:
 @pytest.mark.slow
 def test_web_worker_killed_under_load_loses_no_acknowledged_save(tmp_path, tiny_models):
     storage = LocalStorage(tmp_path / "storage")
-    version = registry.publish(storage, "cnn", tflite("cnn", "b"), b"k", {"accuracy": 0.9})
+    version = registry.publish(storage, "cnn", tiny_bytes("cnn", "b"), b"k", {"accuracy": 0.9})
     port = free_port()
     server = start_gunicorn(port, storage.root, tiny_models, RATE_LIMIT_SAVES="off")
     try:

@@ -15,7 +15,7 @@ import pytest
 
 from digits import dataset, feedback, predictions
 from digits.storage import StorageError
-from tests.conftest import ARABIC_INDIC, drawing_png
+from tests.helpers import ARABIC_INDIC, drawing_png, fake_prediction
 
 
 def stored_keys(storage_dir, prefix: str) -> list[str]:
@@ -24,40 +24,6 @@ def stored_keys(storage_dir, prefix: str) -> list[str]:
     if not base.exists():
         return []
     return sorted(p.name for p in base.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-
-def fake_prediction(pid: str, fnn: int = 3, cnn: int = 3, empty: bool = False) -> dict:
-    def output(digit: int) -> dict:
-        probabilities = [0.01] * 10
-        probabilities[digit] = 0.91
-        return {"digit": digit, "probabilities": probabilities}
-
-    return {
-        "id": pid,
-        "created": "2026-11-24T10:00:00+00:00",
-        "versions": {"fnn": "original", "cnn": "original"},
-        "fnn": output(fnn),
-        "cnn": output(cnn),
-        "empty": empty,
-        "image": base64.b64encode(drawing_png()).decode(),
-    }
-
-
-@pytest.fixture
-def made(monkeypatch) -> dict:
-    """Predictions by id, served through predictions.load (the serving engineer's API)."""
-    known: dict[str, dict] = {}
-
-    def load(storage, pid):
-        if pid not in known:
-            raise feedback.NotFound(pid)
-        return known[pid]
-
-    monkeypatch.setattr(predictions, "load", load)
-    known["p1"] = fake_prediction("p1", fnn=3, cnn=3)
-    known["p2"] = fake_prediction("p2", fnn=5, cnn=7)
-    known["blank"] = fake_prediction("blank", empty=True)
-    return known
 
 
 def test_confirmation_is_recorded_with_drawing(client, storage_dir, made):

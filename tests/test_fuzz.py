@@ -18,33 +18,13 @@ from urllib.parse import urlencode
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
 from digits import feedback, predictions
-from main import create_app
-from tests.conftest import data_url, drawing_png
-
-EXAMPLES = 1000
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    database=None,
-)
-CONTENT_TYPES = [
-    "application/json",
-    "application/json; charset=utf-8",
-    "application/x-www-form-urlencoded",
-    "multipart/form-data",
-    "multipart/form-data; boundary=xyz",
-    "text/plain",
-    "application/octet-stream",
-    "image/png",
-    "",
-]
+from tests.fuzzing import CONTENT_TYPES, EXAMPLES, FUZZ, json_values, make_fuzz_app
+from tests.helpers import data_url, documented_schema, drawing_png, new_app
 
 
 def png(size: tuple[int, int], mode: str = "RGB") -> bytes:
@@ -60,12 +40,6 @@ GOOD_URL = data_url(GOOD_PNG)
 TAIL = 40
 # Built once: making PNGs inside every example would make the fuzz slow.
 WRONG_PNGS = [png((199, 200)), png((200, 201)), png((1, 1)), png((28, 28)), png((400, 400), "L")]
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=12,
-)
 
 
 @st.composite
@@ -180,12 +154,6 @@ def feedback_requests(draw) -> tuple[bytes, str]:
     return encode(fields, as_json=draw(st.integers(0, 4)) > 0)
 
 
-def make_fuzz_app(storage_dir: Path, **config):
-    """No rate limits (the fuzz would hit them) and no request log (1,000 lines each)."""
-    settings = {"RATE_LIMIT_SAVES": "off", "RATE_LIMIT_FEEDBACK": "off", "LOG_REQUESTS": "off"}
-    return create_app({"TESTING": True, "STORAGE_URL": str(storage_dir), **settings, **config})
-
-
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory):
     storage_dir = tmp_path_factory.mktemp("fuzz") / "storage"
@@ -244,7 +212,7 @@ def test_fuzz_feedback(fuzz_app, monkeypatch):
 
 def test_good_requests_still_work(fuzz_app, tmp_path):
     """The fuzzers' notion of 'valid' matches the app's: the good drawing is accepted."""
-    app = create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "s")})
+    app = new_app(tmp_path / "s")
     response = app.test_client().post("/hook", json={"imageBase64": GOOD_URL, "digit": 7})
     assert response.status_code == 201
 
@@ -273,11 +241,6 @@ def test_openapi_document_matches_the_routes(client):
     # Only these never touch storage while answering (predictions are saved in the background).
     storage_free = {"/healthz", "/api/openapi.json", "/api/predict"}
     assert {path for path, *_ in STORAGE_USERS} == set(document["paths"]) - storage_free
-
-
-def documented_schema(document: dict, path: str, method: str, status: int) -> dict:
-    response = document["paths"][path][method]["responses"][str(status)]
-    return {**response["content"]["application/json"]["schema"], **document}
 
 
 ANSWERS = [

@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from digits import dataset, registry
-from tests.conftest import drawing_png
-from tests.test_fuzz import CONTENT_TYPES, EXAMPLES, FUZZ, json_values, make_fuzz_app
+from tests.fuzzing import CONTENT_TYPES, EXAMPLES, FUZZ, json_values, make_fuzz_app
+from tests.helpers import drawing_png
 
 TOKEN = "fuzz-admin-token"
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, data_url, drawing_png, free_port, start_gunicorn, wait_for_port
+from tests.helpers import ROOT, data_url, drawing_png, free_port, start_gunicorn, wait_for_port
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -308,11 +308,9 @@ def test_a_save_whose_replies_were_lost_is_saved_whole(s3_app, drawing_url):
     assert client.get("/api/dataset/counts").json["total"] == 1
 
 
-def test_a_failing_disk_gives_503_and_no_false_ok(drawing_url, tmp_path):
-    from main import create_app
-
+def test_a_failing_disk_gives_503_and_no_false_ok(drawing_url, tmp_path, make_app):
     (tmp_path / "file").write_text("not a folder")
-    app = create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "file" / "storage")})
+    app = make_app(STORAGE_URL=str(tmp_path / "file" / "storage"))
     client = app.test_client()
     response = client.post("/hook", data={"imageBase64": drawing_url, "digit": "2"})
     assert response.status_code == 503
@@ -328,12 +326,8 @@ def test_a_failing_disk_gives_503_and_no_false_ok(drawing_url, tmp_path):
     assert response.status_code == 503 and "nothing was saved" in response.json["error"]
 
 
-def test_s3_down_gives_503_and_no_false_ok(drawing_url, tmp_path):
-    from main import create_app
-
-    app = create_app(
-        {"TESTING": True, "STORAGE_URL": "s3://bucket/x", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
-    )
+def test_s3_down_gives_503_and_no_false_ok(drawing_url, make_app):
+    app = make_app(STORAGE_URL="s3://bucket/x", AWS_ENDPOINT_URL="http://127.0.0.1:9")
     response = app.test_client().post("/hook", data={"imageBase64": drawing_url, "digit": "2"})
     assert response.status_code == 503
     assert "saved" not in response.json

@@ -30,8 +30,7 @@ from digits import (  # noqa: E402
     training,
 )
 from digits.storage import LocalStorage  # noqa: E402
-from main import create_app  # noqa: E402
-from tests.conftest import data_url, drawing_png, free_port, wait_for_port  # noqa: E402
+from tests.helpers import data_url, drawing_png, free_port, wait_for_port  # noqa: E402
 
 keras = pytest.importorskip("keras")
 SMALL = {"copies": 2, "replay_min": 64, "batch_size": 32, "min_user_heldout": 1000}
@@ -69,13 +68,12 @@ def models_dir(tmp_path_factory, reference) -> Path:
 
 
 @pytest.fixture
-def app(storage_dir, models_dir, reference, monkeypatch):
+def app(make_app, models_dir, reference, monkeypatch):
     monkeypatch.setattr(learner, "load_reference", lambda: reference)
     monkeypatch.setattr(learner, "_seen", {})
     monkeypatch.setattr(learner, "_shipped", {})
     monkeypatch.setattr(learner, "_scores", {})
-    config = {"STORAGE_URL": str(storage_dir), "MODELS_DIR": str(models_dir), "TRAINER": SMALL}
-    return create_app({"TESTING": True, "RATE_LIMIT_FEEDBACK": "off", **config})
+    return make_app(MODELS_DIR=str(models_dir), TRAINER=SMALL, RATE_LIMIT_FEEDBACK="off")
 
 
 def canvas_png(digit28: np.ndarray) -> bytes:
@@ -126,10 +124,12 @@ def marker(app, net: str, pid: str) -> dict:
     return json.loads(storage.get(learner.marker_key(net, pid)).data)
 
 
-def test_once_on_a_storage_folder_that_is_a_file_is_one_line(tmp_path, reference, monkeypatch):
+def test_once_on_a_storage_folder_that_is_a_file_is_one_line(
+    tmp_path, make_app, reference, monkeypatch
+):
     monkeypatch.setattr(learner, "load_reference", lambda: reference)
     (tmp_path / "file").write_text("not a folder")
-    result = run_trainer(create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "file")}))
+    result = run_trainer(make_app(STORAGE_URL=str(tmp_path / "file")))
     assert result.exit_code == 1  # not "nothing to learn"
     assert "Error: storage is unavailable" in result.output
 

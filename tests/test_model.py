@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from functions import BadModel, Model, Recognizer, verify_tflite
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def tiny_bytes(net: str, variant: str = "a") -> bytes:
-    return (FIXTURES / f"tiny-{net}-{variant}.tflite").read_bytes()
-
-
-def make_models_dir(path: Path, variant: str = "a") -> Path:
-    """A MODELS_DIR holding the tiny nets as the shipped "original" ones."""
-    path.mkdir(parents=True, exist_ok=True)
-    for net in ("fnn", "cnn"):
-        shutil.copy(FIXTURES / f"tiny-{net}-{variant}.tflite", path / f"{net}.tflite")
-        (path / f"{net}.keras").write_bytes(b"tiny keras placeholder")
-        card = {"net": net, "mnist_test_accuracy": 0.5, "trained_at": "2026-11-24T00:00:00+00:00"}
-        (path / f"{net}.json").write_text(json.dumps(card))
-    return path
+from tests.helpers import FIXTURES, tiny_bytes
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from PIL import Image
 from digits import png as fastpng
 from digits.bodies import BadInput
 from digits.images import open_png
-from tests.conftest import drawing_png
+from tests.helpers import drawing_png
 
 SIZE = (200, 200)
 

@@ -23,21 +23,20 @@ from PIL import Image
 import functions
 from digits import predictions, registry
 from digits.storage import LocalStorage, NotFound, StorageUnavailable
-from main import create_app
-from tests.conftest import (
+from tests.helpers import (
     ARABIC_INDIC,
+    ROOT,
     data_url,
+    documented_schema,
     drawing_png,
     free_port,
+    make_models_dir,
     start_gunicorn,
+    tiny_bytes,
+    unservable,
     wait_for_port,
     worker_pids,
 )
-from tests.test_fuzz import documented_schema
-from tests.test_model import make_models_dir, tiny_bytes
-from tests.test_registry import unservable
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -46,16 +45,8 @@ def models_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def model_app(storage_dir, models_dir):
-    return create_app(
-        {
-            "TESTING": True,
-            "STORAGE_URL": str(storage_dir),
-            "MODELS_DIR": str(models_dir),
-            "ADMIN_TOKEN": "secret",
-            "LOG_REQUESTS": "off",
-        }
-    )
+def model_app(make_app, models_dir):
+    return make_app(MODELS_DIR=str(models_dir), ADMIN_TOKEN="secret", LOG_REQUESTS="off")
 
 
 @pytest.fixture
@@ -356,8 +347,8 @@ def test_healthz_and_models_info(mclient):
     assert nets["fnn"]["served"] == "original"
 
 
-def test_missing_models_answer_503(tmp_path):
-    app = create_app({"TESTING": True, "STORAGE_URL": str(tmp_path / "s"), "MODELS_DIR": "/nope"})
+def test_missing_models_answer_503(make_app):
+    app = make_app(MODELS_DIR="/nope")
     client = app.test_client()
     response = post(client, drawing_png())
     assert response.status_code == 503 and response.get_json()["error"]
@@ -465,16 +456,9 @@ def test_models_cli(model_app):
     assert missing.exit_code != 0 and "no net has" in missing.output
 
 
-def test_hot_swap_under_load(storage_dir, models_dir):
-    app = create_app(
-        {
-            "TESTING": True,
-            "STORAGE_URL": str(storage_dir),
-            "MODELS_DIR": str(models_dir),
-            "MODEL_WATCH": True,
-            "MODEL_POLL_SECONDS": 0.2,
-            "LOG_REQUESTS": "off",
-        }
+def test_hot_swap_under_load(make_app, models_dir):
+    app = make_app(
+        MODELS_DIR=str(models_dir), MODEL_WATCH=True, MODEL_POLL_SECONDS=0.2, LOG_REQUESTS="off"
     )
     url = data_url(drawing_png())
     statuses: list[int] = []
@@ -508,7 +492,7 @@ NO_TF_SCRIPT = textwrap.dedent(
     import sys
     sys.path[:0] = [{root!r}]
     from main import create_app
-    from tests.conftest import data_url, drawing_png
+    from tests.helpers import data_url, drawing_png
     app = create_app({{"TESTING": True, "STORAGE_URL": {storage!r}, "MODELS_DIR": {models!r}}})
     body = {{"imageBase64": data_url(drawing_png())}}
     response = app.test_client().post("/api/predict", json=body)

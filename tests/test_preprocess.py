@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from digits import mnist, preprocess
 from digits.images import open_png
 from digits.preprocess import preprocess_steps, preview_data_url, to_mnist, to_png_bytes
-from tests.conftest import drawing_png
+from tests.helpers import drawing_png
 
 SEVEN = [(60, 40), (140, 40), (90, 170)]
 

@@ -10,8 +10,7 @@ import pytest
 from digits import registry
 from digits.storage import LocalStorage, NotFound, PreconditionFailed
 from functions import BadModel
-from tests.conftest import ARABIC_INDIC
-from tests.test_model import make_models_dir, tiny_bytes
+from tests.helpers import ARABIC_INDIC, make_models_dir, tiny_bytes, unservable
 
 
 @pytest.fixture
@@ -135,15 +134,6 @@ def test_rollback(store):
         registry.rollback(store, "cnn", "20260101T000000Z-abcdef")
     with pytest.raises(NotFound):
         registry.rollback(store, "fnn", first)  # a cnn version is not an fnn one
-
-
-def unservable(store, net: str, tflite: bytes | None) -> str:
-    """A version with its metrics card but a missing (None) or broken model.tflite."""
-    version = registry.new_version()
-    if tflite is not None:
-        store.put(registry.version_key(net, version, "model.tflite"), tflite)
-    store.put(registry.version_key(net, version, "metrics.json"), b'{"mnist_test_accuracy": 1}')
-    return version
 
 
 @pytest.mark.parametrize("tflite", [None, b"not a tflite"], ids=["missing", "garbage"])

@@ -5,19 +5,13 @@ from __future__ import annotations
 import io
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from digits import security, settings
-from main import create_app
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-admin-token"
-
-
-def make_app(storage_dir: Path, **config):
-    return create_app({"TESTING": True, "STORAGE_URL": str(storage_dir), **config})
 
 
 # --- headers ---------------------------------------------------------------------------
@@ -77,8 +71,8 @@ def test_cors_is_same_origin_by_default(client):
     assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
-def test_cors_origins_allows_only_the_listed_sites(storage_dir):
-    app = make_app(storage_dir, CORS_ORIGINS="https://a.example, https://b.example/")
+def test_cors_origins_allows_only_the_listed_sites(make_app):
+    app = make_app(CORS_ORIGINS="https://a.example, https://b.example/")
     client = app.test_client()
     allowed = client.get("/api/dataset/counts", headers={"Origin": "https://b.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://b.example"
@@ -150,8 +144,8 @@ def save(client, drawing_url, ip="198.51.100.7", **headers):
     )
 
 
-def test_saves_are_rate_limited_per_client(storage_dir, drawing_url):
-    client = make_app(storage_dir, RATE_LIMIT_SAVES="3/minute").test_client()
+def test_saves_are_rate_limited_per_client(make_app, storage_dir, drawing_url):
+    client = make_app(RATE_LIMIT_SAVES="3/minute").test_client()
     assert [save(client, drawing_url).status_code for _ in range(3)] == [201, 201, 201]
     refused = save(client, drawing_url)
     assert refused.status_code == 429
@@ -163,8 +157,8 @@ def test_saves_are_rate_limited_per_client(storage_dir, drawing_url):
     assert len([p for p in storage_dir.rglob("*") if p.is_file()]) == 8
 
 
-def test_feedback_is_rate_limited(storage_dir):
-    client = make_app(storage_dir, RATE_LIMIT_FEEDBACK="2/minute").test_client()
+def test_feedback_is_rate_limited(make_app):
+    client = make_app(RATE_LIMIT_FEEDBACK="2/minute").test_client()
     # A body the app refuses anyway (415), so this test does not depend on the view.
     codes = [
         client.post("/api/feedback", data="x", content_type="text/plain").status_code
@@ -173,27 +167,25 @@ def test_feedback_is_rate_limited(storage_dir):
     assert codes == [415, 415, 429]
 
 
-def test_other_routes_are_not_limited(storage_dir):
-    client = make_app(storage_dir, RATE_LIMIT_SAVES="1/minute").test_client()
+def test_other_routes_are_not_limited(make_app):
+    client = make_app(RATE_LIMIT_SAVES="1/minute").test_client()
     assert {client.get("/healthz").status_code for _ in range(5)} == {200}
 
 
-def test_rate_limit_off(storage_dir, drawing_url):
-    client = make_app(storage_dir, RATE_LIMIT_SAVES="off").test_client()
+def test_rate_limit_off(make_app, drawing_url):
+    client = make_app(RATE_LIMIT_SAVES="off").test_client()
     assert {save(client, drawing_url).status_code for _ in range(40)} == {201}
 
 
-def test_forwarded_for_is_ignored_without_a_trusted_proxy(storage_dir, drawing_url):
-    client = make_app(storage_dir, RATE_LIMIT_SAVES="1/minute").test_client()
+def test_forwarded_for_is_ignored_without_a_trusted_proxy(make_app, drawing_url):
+    client = make_app(RATE_LIMIT_SAVES="1/minute").test_client()
     assert save(client, drawing_url, **{"X-Forwarded-For": "203.0.113.1"}).status_code == 201
     # A client cannot dodge the limit by inventing addresses.
     assert save(client, drawing_url, **{"X-Forwarded-For": "203.0.113.2"}).status_code == 429
 
 
-def test_behind_heroku_router_the_last_hop_is_the_client(storage_dir, drawing_url):
-    client = make_app(
-        storage_dir, RATE_LIMIT_SAVES="1/minute", TRUSTED_PROXY_HOPS="1"
-    ).test_client()
+def test_behind_heroku_router_the_last_hop_is_the_client(make_app, drawing_url):
+    client = make_app(RATE_LIMIT_SAVES="1/minute", TRUSTED_PROXY_HOPS="1").test_client()
     # The router appends the real address; whatever the client put before it is ignored.
     first = save(client, drawing_url, **{"X-Forwarded-For": "6.6.6.6, 203.0.113.1"})
     assert first.status_code == 201
@@ -203,18 +195,18 @@ def test_behind_heroku_router_the_last_hop_is_the_client(storage_dir, drawing_ur
     assert other.status_code == 201
 
 
-def test_heroku_dyno_trusts_one_hop(storage_dir, monkeypatch):
+def test_heroku_dyno_trusts_one_hop(make_app, monkeypatch):
     monkeypatch.setenv("DYNO", "web.1")
-    app = make_app(storage_dir)
+    app = make_app()
     assert app.config["TRUSTED_PROXY_HOPS"] == 1
     monkeypatch.delenv("DYNO")
-    assert make_app(storage_dir).config["TRUSTED_PROXY_HOPS"] == 0
+    assert make_app().config["TRUSTED_PROXY_HOPS"] == 0
 
 
-def test_limits_come_from_the_environment(storage_dir, monkeypatch):
+def test_limits_come_from_the_environment(make_app, monkeypatch):
     monkeypatch.setenv("RATE_LIMIT_SAVES", "1000/second")
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example")
-    app = make_app(storage_dir)
+    app = make_app()
     assert app.config["RATE_LIMIT_SAVES"] == security.Rate(capacity=1000.0, per_second=1000.0)
     assert app.config["CORS_ORIGINS"] == ["https://a.example"]
 
@@ -238,12 +230,12 @@ def has_route(app, method: str, path: str) -> bool:
 
 
 @pytest.mark.parametrize("method,path", ADMIN_ENDPOINTS)
-def test_admin_endpoints_are_guarded(storage_dir, method, path):
-    off = make_app(storage_dir)
+def test_admin_endpoints_are_guarded(make_app, method, path):
+    off = make_app()
     if not has_route(off, method, path):
         pytest.skip(f"{method} {path} does not exist yet")
     assert off.test_client().open(path, method=method).status_code == 403
-    client = make_app(storage_dir, ADMIN_TOKEN=TOKEN).test_client()
+    client = make_app(ADMIN_TOKEN=TOKEN).test_client()
     missing = client.open(path, method=method)
     assert missing.status_code == 401 and "error" in missing.json
     assert missing.headers["WWW-Authenticate"] == "Bearer"
@@ -258,9 +250,9 @@ def test_admin_endpoints_are_guarded(storage_dir, method, path):
 
 
 @pytest.mark.parametrize("method,path", ADMIN_ENDPOINTS)
-def test_admin_endpoints_answer_an_allowed_sites_preflight(storage_dir, method, path):
+def test_admin_endpoints_answer_an_allowed_sites_preflight(make_app, method, path):
     # A browser sends no token with its preflight; only the request itself must carry one.
-    app = make_app(storage_dir, ADMIN_TOKEN=TOKEN, CORS_ORIGINS="https://a.example")
+    app = make_app(ADMIN_TOKEN=TOKEN, CORS_ORIGINS="https://a.example")
     preflight = app.test_client().options(
         path,
         headers={
@@ -277,10 +269,10 @@ def test_admin_endpoints_answer_an_allowed_sites_preflight(storage_dir, method, 
 # --- secrets ---------------------------------------------------------------------------
 
 
-def test_secrets_have_no_defaults(storage_dir, monkeypatch):
+def test_secrets_have_no_defaults(make_app, monkeypatch):
     for name in ("ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name, raising=False)
-    app = make_app(storage_dir)
+    app = make_app()
     assert app.config["ADMIN_TOKEN"] == ""
     assert not any(k.startswith("AWS_") and "KEY" in k for k in app.config)
 
@@ -344,8 +336,8 @@ def test_request_id_from_the_router_is_kept_and_echoed(client, log_lines):
     assert forged.headers["X-Request-ID"] != 'x" "status": 200'
 
 
-def test_rate_limited_requests_are_logged(storage_dir, drawing_url):
-    app = make_app(storage_dir, RATE_LIMIT_SAVES="1/minute")
+def test_rate_limited_requests_are_logged(make_app, drawing_url):
+    app = make_app(RATE_LIMIT_SAVES="1/minute")
     app.extensions["request_log"].stream = stream = Lines()
     save(app.test_client(), drawing_url)
     save(app.test_client(), drawing_url)
@@ -359,8 +351,8 @@ def test_the_request_log_goes_to_stdout(client, capsys):
     assert (line["path"], line["status"]) == ("/healthz", 200)
 
 
-def test_request_log_can_be_turned_off(storage_dir, capsys):
-    app = make_app(storage_dir, LOG_REQUESTS="off")
+def test_request_log_can_be_turned_off(make_app, capsys):
+    app = make_app(LOG_REQUESTS="off")
     assert app.test_client().get("/healthz").status_code == 200
     assert "request_log" not in app.extensions
     assert capsys.readouterr().out == ""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from digits import feedback, stats
-from tests.test_feedback import fake_prediction, made  # noqa: F401 (fixture)
+from tests.helpers import fake_prediction
 
 # (prediction id, FNN said, CNN said, the user's digit)
 GIVEN = [
@@ -20,7 +20,7 @@ GIVEN = [
 
 
 @pytest.fixture
-def answered(client, made):  # noqa: F811
+def answered(client, made):
     stats.clear_cache()
     for pid, fnn, cnn, digit in GIVEN:
         made[pid] = fake_prediction(pid, fnn=fnn, cnn=cnn)

@@ -167,14 +167,12 @@ def test_a_conditional_put_retried_after_a_lost_reply_succeeds(s3_server, s3_url
 
 
 @pytest.mark.s3
-def test_a_missing_bucket_is_unavailable(s3_server):
-    from main import create_app
-
+def test_a_missing_bucket_is_unavailable(s3_server, make_app):
     store = S3Storage("no-such-bucket", endpoint_url=s3_server.endpoint)
     with pytest.raises(StorageUnavailable):
         store.ping()
-    settings = {"STORAGE_URL": "s3://no-such-bucket/x", "AWS_ENDPOINT_URL": s3_server.endpoint}
-    health = create_app({"TESTING": True, **settings}).test_client().get("/healthz")
+    app = make_app(STORAGE_URL="s3://no-such-bucket/x", AWS_ENDPOINT_URL=s3_server.endpoint)
+    health = app.test_client().get("/healthz")
     assert health.status_code == 200 and health.json["storage"] == "unavailable"
 
 

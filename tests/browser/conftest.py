@@ -8,15 +8,16 @@ about a second, and the suite must stay fast.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 from browser_helpers import ADMIN_TOKEN, DESKTOP, PHONE
 from werkzeug.serving import make_server
+
+from digits.nets import NETS
+from tests.helpers import ROOT, make_models_dir, new_app
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -27,9 +28,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "screenshots"
-FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -68,30 +67,16 @@ def storage_root(tmp_path_factory) -> Path:
 def models_dir(tmp_path_factory) -> Path:
     """The trained models when the repo has them, else the tiny test nets as "original"."""
     shipped = ROOT / "models"
-    if all((shipped / f"{net}.tflite").is_file() for net in ("fnn", "cnn")):
+    if all((shipped / f"{net}.tflite").is_file() for net in NETS):
         return shipped
-    folder = tmp_path_factory.mktemp("models")
-    for net in ("fnn", "cnn"):
-        shutil.copy(FIXTURES / f"tiny-{net}-a.tflite", folder / f"{net}.tflite")
-        card = {"net": net, "version": "original", "mnist_test_accuracy": 0.5}
-        (folder / f"{net}.json").write_text(json.dumps(card))
-    return folder
+    return make_models_dir(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")
 def live_app(storage_root, models_dir):
-    from main import create_app
-
-    app = create_app(
-        {
-            "TESTING": True,
-            "STORAGE_URL": str(storage_root),
-            "MODELS_DIR": str(models_dir),
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "LOG_REQUESTS": "off",
-        }
+    return new_app(
+        storage_root, MODELS_DIR=str(models_dir), ADMIN_TOKEN=ADMIN_TOKEN, LOG_REQUESTS="off"
     )
-    return app
 
 
 @pytest.fixture(scope="session")

@@ -30,13 +30,6 @@ CANVAS_HAS_INK = """c => {
 }"""
 
 
-def test_pages_are_registered():
-    """main.create_app registers the pages blueprint (digits/pages.py)."""
-    from main import create_app
-
-    assert "pages" in create_app({"TESTING": True}).blueprints
-
-
 def test_unknown_page_is_a_friendly_404(page, live_server):
     response = page.goto(live_server.url + "/no-such-page")
     assert response.status == 404

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from digits import registry
-from main import create_app
+from tests.helpers import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FNN_CARD = {
     "net": "fnn",
     "version": "v3",
@@ -37,16 +35,13 @@ def models_folder(tmp_path):
 
 
 @pytest.fixture
-def client(tmp_path, models_folder):
-    app = create_app(
-        {
-            "TESTING": True,
-            "STORAGE_URL": str(tmp_path / "storage"),
-            "MODELS_DIR": str(models_folder),
-            "LOG_REQUESTS": "off",
-        }
-    )
-    return app.test_client()
+def client(make_app, models_folder):
+    return make_app(MODELS_DIR=str(models_folder), LOG_REQUESTS="off").test_client()
+
+
+def test_pages_are_registered(app):
+    """main.create_app registers the pages blueprint (digits/pages.py)."""
+    assert "pages" in app.blueprints
 
 
 def test_models_page_before_training(client):

@@ -1,0 +1,168 @@
+"""Helpers the tests share (conftest.py holds the fixtures): ports, servers, drawings, tiny nets."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flask import Flask
+from PIL import Image, ImageDraw
+
+from digits import registry
+from digits.nets import NETS
+from main import create_app
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+# Digits of another script: a plain regex \d matches them, and no storage key may hold them.
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+def new_app(storage_dir: Path | str | None = None, **config) -> Flask:
+    """The app as tests make it: TESTING, storage in `storage_dir` (if given), any settings."""
+    if storage_dir is not None:
+        config = {"STORAGE_URL": str(storage_dir), **config}
+    return create_app({"TESTING": True, **config})
+
+
+def tiny_bytes(net: str, variant: str = "a") -> bytes:
+    """The tiny test nets (tests/fixtures/make_tiny_models.py): variants a and b differ."""
+    return (FIXTURES / f"tiny-{net}-{variant}.tflite").read_bytes()
+
+
+def unservable(store, net: str, tflite: bytes | None) -> str:
+    """A version with its metrics card but a missing (None) or broken model.tflite."""
+    version = registry.new_version()
+    if tflite is not None:
+        store.put(registry.version_key(net, version, "model.tflite"), tflite)
+    store.put(registry.version_key(net, version, "metrics.json"), b'{"mnist_test_accuracy": 1}')
+    return version
+
+
+def make_models_dir(path: Path, variant: str = "a") -> Path:
+    """A MODELS_DIR holding the tiny nets as the shipped "original" ones."""
+    path.mkdir(parents=True, exist_ok=True)
+    for net in NETS:
+        shutil.copy(FIXTURES / f"tiny-{net}-{variant}.tflite", path / f"{net}.tflite")
+        (path / f"{net}.keras").write_bytes(b"tiny keras placeholder")
+        card = {"net": net, "mnist_test_accuracy": 0.5, "trained_at": "2026-11-24T00:00:00+00:00"}
+        (path / f"{net}.json").write_text(json.dumps(card))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class S3Server:
+    """moto's standalone server: real HTTP on 127.0.0.1, started and stopped by the tests."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        moto = shutil.which("moto_server", path=str(BIN)) or "moto_server"
+        self.process = subprocess.Popen(
+            [moto, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+def drawing_png(
+    lines=(((60, 40), (140, 40), (90, 170)),),
+    width: int = 16,
+    mode: str = "RGB",
+    ground: str | tuple | None = None,
+) -> bytes:
+    """A 200×200 image with black strokes; `ground` defaults to white (clear white for RGBA).
+
+    What the page sends is mode="RGBA", ground="white": opaque grey pixels.
+    """
+    background = ground or ((255, 255, 255, 0) if mode == "RGBA" else "white")
+    image = Image.new(mode, (200, 200), background)
+    draw = ImageDraw.Draw(image)
+    for points in lines:
+        draw.line(points, fill="black", width=width, joint="curve")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def fake_prediction(pid: str, fnn: int = 3, cnn: int = 3, empty: bool = False) -> dict:
+    """A prediction's record as predictions.load returns it, with the nets' answers given."""
+
+    def output(digit: int) -> dict:
+        probabilities = [0.01] * 10
+        probabilities[digit] = 0.91
+        return {"digit": digit, "probabilities": probabilities}
+
+    return {
+        "id": pid,
+        "created": "2026-11-24T10:00:00+00:00",
+        "versions": {"fnn": "original", "cnn": "original"},
+        "fnn": output(fnn),
+        "cnn": output(cnn),
+        "empty": empty,
+        "image": base64.b64encode(drawing_png()).decode(),
+    }
+
+
+def documented_schema(document: dict, path: str, method: str, status: int) -> dict:
+    """The JSON schema the OpenAPI document gives for one answer, with its components."""
+    response = document["paths"][path][method]["responses"][str(status)]
+    return {**response["content"]["application/json"]["schema"], **document}
+
+
+def start_gunicorn(port: int, storage_dir: Path, models_dir: Path, **settings: str):
+    """gunicorn as in production (it reads gunicorn.conf.py from ROOT), with two workers."""
+    env = {
+        **os.environ,
+        "STORAGE_URL": str(storage_dir),
+        "MODELS_DIR": str(models_dir),
+        "WEB_CONCURRENCY": "2",
+        "LOG_REQUESTS": "off",
+        **settings,
+    }
+    command = [str(BIN / "gunicorn"), "main:create_app()", "--bind", f"127.0.0.1:{port}"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    return subprocess.Popen(command, cwd=ROOT, env=env, **quiet)
+
+
+def worker_pids(master: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
