@@ -6,9 +6,14 @@ tests use it to know which endpoints take which fields.
 
 from __future__ import annotations
 
+import re
+
 from flask import jsonify
 
 from digits import __version__
+from digits.png import DATA_URL_PREFIX
+
+DRAWING_PATTERN = "^" + re.escape(DATA_URL_PREFIX)
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -62,8 +67,8 @@ SCHEMAS = {
         "properties": {
             "imageBase64": {
                 "type": "string",
-                "description": "data:image/png;base64,… of the 200×200 canvas",
-                "pattern": "^data:image/png;base64,",
+                "description": f"{DATA_URL_PREFIX}… of the 200×200 canvas",
+                "pattern": DRAWING_PATTERN,
             },
             "digit": {
                 "description": "the label, 0–9",
@@ -82,7 +87,7 @@ SCHEMAS = {
     "PredictRequest": {
         "type": "object",
         "required": ["imageBase64"],
-        "properties": {"imageBase64": {"type": "string", "pattern": "^data:image/png;base64,"}},
+        "properties": {"imageBase64": {"type": "string", "pattern": DRAWING_PATTERN}},
     },
     "NetAnswer": {
         "type": "object",
