@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from digits import dataset  # noqa: E402
 from digits.storage import open_storage  # noqa: E402
-from tests.conftest import data_url, drawing_png, worker_pids  # noqa: E402
+from tests.helpers import data_url, drawing_png, worker_pids  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
