@@ -32,14 +32,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digits import dataset, feedback, mnist, preprocess, recipes, registry, training
+from digits import augment, dataset, feedback, mnist, preprocess, registry, training
 from digits.nets import NETS
 from digits.preprocess import to_mnist
 from digits.storage import NotFound, PreconditionFailed, Storage
 
 log = logging.getLogger("digits.trainer")
 MARKERS = "trainer/"
-AUGMENTS = {"fnn": recipes.FNN_AUGMENT, "cnn": recipes.CNN_AUGMENT}
+AUGMENTS = {"fnn": augment.FNN_AUGMENT, "cnn": augment.CNN_AUGMENT}
 
 
 @dataclass
@@ -262,7 +262,7 @@ def training_set(
     # Seeded by the batch, so each update replays a different slice of MNIST.
     rng = np.random.default_rng([settings.seed, len(new), len(replay), len(ref.train_x)])
     new_x = np.repeat(np.stack([s.x for s in new]), settings.copies, axis=0)
-    new_x = recipes.augment_batch(new_x, rng, AUGMENTS[net])
+    new_x = augment.augment_batch(new_x, rng, AUGMENTS[net])
     new_y = np.repeat([s.y for s in new], settings.copies)
     new_w = np.repeat([s.weight for s in new], settings.copies)
     count = max(settings.replay_min, int(len(new_x) * settings.replay_ratio))
@@ -271,7 +271,7 @@ def training_set(
     parts_x, parts_y = [new_x, replayed], [new_y, ref.train_y[pick]]
     parts_w = [new_w, np.ones(len(pick))]
     if replay:
-        parts_x.append(recipes.augment_batch(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
+        parts_x.append(augment.augment_batch(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
         parts_y.append(np.array([s.y for s in replay]))
         parts_w.append(np.array([s.weight for s in replay]))
     x, y, w = np.concatenate(parts_x), np.concatenate(parts_y), np.concatenate(parts_w)

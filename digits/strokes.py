@@ -200,3 +200,27 @@ def to_inputs(
             if arr is not None:
                 xs[i * renderings + k] = arr
     return xs, np.repeat(digits.labels, renderings)
+
+
+# The held-out writers' digits are always drawn with the same pens, so every measure of them
+# (training's report, the model cards, bench/real.py) is of the same pictures.
+HELD_OUT_SEED = 17
+HELD_OUT_RENDERINGS = 2
+
+
+def held_out_inputs(limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out pendigits writers' digits as `to_mnist` inputs, the same on every call."""
+    _, held = split_by_writer(load("pendigits"))
+    if limit is not None:
+        held = held.subset(np.arange(len(held)) < limit)
+    return to_inputs(held, np.random.default_rng(HELD_OUT_SEED), HELD_OUT_RENDERINGS)
+
+
+def training_inputs(
+    rng: np.random.Generator, renderings: int, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pendigits training writers' digits, each drawn `renderings` times with random pens."""
+    train, _ = split_by_writer(load("pendigits"))
+    if limit is not None:
+        train = train.subset(np.arange(len(train)) < limit)
+    return to_inputs(train, rng, renderings)

@@ -1,15 +1,16 @@
 """Train, evaluate and export the two nets. Imports TensorFlow: CLI and scripts only, never the app.
 
-Training data is MNIST train plus the users' labelled drawings, all passed through the same
-`to_mnist` as serving, so train and serve inputs match. A fixed 10% of the drawings (chosen by
-a hash of the drawing's name) is held out for evaluation and never trained on.
+Training data is MNIST train, real handwriting (the pendigits training writers' strokes, drawn
+several times each by `strokes.render` with random pens) and the users' labelled drawings, all
+passed through the same `to_mnist` as serving, so train and serve inputs match. Held out and
+never trained on: MNIST test, the held-out pendigits writers (`strokes.split_by_writer`) and a
+fixed 10% of the drawings (chosen by a hash of the drawing's name).
 
-    python -m digits.training --out models [--epochs-fnn N] [--epochs-cnn N] [--limit N]
+Run it as `flask --app main train` and `flask --app main evaluate` (digits/cli_train.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
@@ -26,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from digits import dataset, mnist, recipes
+from digits import augment, dataset, mnist, recipes, strokes
 from digits.nets import NETS
 from digits.preprocess import to_mnist
 
@@ -40,11 +41,14 @@ PEAK_LR = {"fnn": 2e-3, "cnn": 3e-3}
 # 105% CPU), and overlapping cut its 10 epochs from 114 s to 77 s. The CNN keeps both cores
 # busy (about 190%), and overlapping slowed it from 451 s to 589 s (measured on 2 cores).
 OVERLAP_AUGMENTATION = {"fnn": True, "cnn": False}
-AUGMENT = {"fnn": recipes.FNN_AUGMENT, "cnn": recipes.CNN_AUGMENT}
+AUGMENT = {"fnn": augment.FNN_AUGMENT, "cnn": augment.CNN_AUGMENT}
 BATCH_SIZE = 128
 HELD_OUT_FRACTION = 0.1
 # Users' drawings are few next to 60k MNIST digits; repeating them gives them some weight.
 USER_REPEAT = 3
+# Each training writer's digit is drawn this many times, with a random pen each time.
+REAL_RENDERINGS = 3
+REAL_SEED = 2026
 LABELS = tuple(str(d) for d in range(10))
 
 
@@ -117,33 +121,39 @@ def split_drawings(
     return (x[~held], y[~held]), (x[held], y[held])
 
 
+def load_real(limit: int | None = None) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """((x, y) of the training writers' renderings, (x, y) of the held-out writers')."""
+    rng = np.random.default_rng(REAL_SEED)
+    return strokes.training_inputs(rng, REAL_RENDERINGS, limit), strokes.held_out_inputs(limit)
+
+
 @dataclass
 class Data:
     x_train: np.ndarray
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: np.ndarray  # MNIST test
     y_test: np.ndarray
     x_user: np.ndarray  # held-out users' drawings
     y_user: np.ndarray
+    x_real: np.ndarray  # held-out writers' real handwriting
+    y_real: np.ndarray
 
 
 def load_data(storage=None, limit: int | None = None) -> Data:
-    """MNIST train (+ users' training drawings), MNIST test and the held-out drawings."""
+    """MNIST train + real training writers (+ users' training drawings), and the held-out sets.
+
+    `limit` takes only the first N MNIST digits and real digits (for quick runs).
+    """
     x_train, y_train = load_mnist("train", limit)
     x_test, y_test = load_mnist("test", limit)
+    (x_strokes, y_strokes), (x_real, y_real) = load_real(limit)
+    x_train, y_train = np.concatenate([x_train, x_strokes]), np.concatenate([y_train, y_strokes])
     x_user, y_user = np.zeros((0, 28, 28), np.float32), np.zeros(0, np.uint8)
     if storage is not None:
         (xd, yd), (x_user, y_user) = split_drawings(*collected_drawings(storage))
         x_train = np.concatenate([x_train, *[xd] * USER_REPEAT])
         y_train = np.concatenate([y_train, *[yd] * USER_REPEAT])
-    return Data(x_train, y_train, x_test, y_test, x_user, y_user)
-
-
-def augment_batch(
-    x: np.ndarray, rng: np.random.Generator, aug: recipes.Augment = recipes.CNN_AUGMENT
-) -> np.ndarray:
-    """Canvas-like distortions of [N, 28, 28] digits; see `recipes.augment_batch`."""
-    return recipes.augment_batch(x, rng, aug)
+    return Data(x_train, y_train, x_test, y_test, x_user, y_user, x_real, y_real)
 
 
 # ---------------------------------------------------------------- training
@@ -190,7 +200,7 @@ def fit(
     x: np.ndarray,
     y: np.ndarray,
     epochs: int,
-    aug: recipes.Augment,
+    aug: augment.Augment,
     seed: int = 0,
     verbose: int = 1,
     overlap: bool = False,
@@ -205,11 +215,11 @@ def fit(
     rng = np.random.default_rng(seed)
     progress = EpochOfTotal(epochs)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment") as augmenter:
-        upcoming = augmenter.submit(augment_batch, x, rng, aug)
+        upcoming = augmenter.submit(augment.augment_batch, x, rng, aug)
         for epoch in range(epochs):
             x_epoch = upcoming.result()[..., None]
             if epoch + 1 < epochs and overlap:
-                upcoming = augmenter.submit(augment_batch, x, rng, aug)
+                upcoming = augmenter.submit(augment.augment_batch, x, rng, aug)
             model.fit(
                 x_epoch,
                 y,
@@ -221,7 +231,7 @@ def fit(
                 callbacks=[progress],
             )
             if epoch + 1 < epochs and not overlap:
-                upcoming = augmenter.submit(augment_batch, x, rng, aug)
+                upcoming = augmenter.submit(augment.augment_batch, x, rng, aug)
 
 
 def train_net(net: str, data: Data, epochs: int, verbose: int = 1) -> tuple[keras.Model, float]:
@@ -263,30 +273,35 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 
 
 def evaluate(model: keras.Model, data: Data) -> dict[str, dict]:
-    """Scores on MNIST test and on the held-out users' drawings."""
+    """Scores on MNIST test, the held-out real writers and the held-out users' drawings."""
     return {
         "mnist_test": scores(data.y_test, predict(model, data.x_test)),
+        "real_heldout": scores(data.y_real, predict(model, data.x_real)),
         "user_heldout": scores(data.y_user, predict(model, data.x_user)),
     }
 
 
 def format_report(net: str, results: dict[str, dict]) -> str:
-    """A text table: accuracy, per digit, confusion matrix (rows true, columns predicted)."""
-    lines = [f"== {net.upper()}"]
-    for name, s in results.items():
-        if not s["count"]:
-            lines.append(f"{name}: no samples")
-            continue
-        lines.append(f"{name}: accuracy {s['accuracy']:.4f} on {s['count']} samples")
-        digits = "  ".join(f"{d:>5}" for d in range(10))
-        acc = "  ".join("    -" if a is None else f"{a:5.3f}" for a in s["per_digit"])
-        lines += [
-            f"  digit     {digits}",
-            f"  accuracy  {acc}",
-            "  confusion (row: true, column: predicted)",
+    """The sets side by side: accuracy and per digit, then each confusion matrix beside the next
+    (rows true, columns predicted). Sets without samples are named and left out."""
+    shown = {name: s for name, s in results.items() if s["count"]}
+    empty = [name for name, s in results.items() if not s["count"]]
+    lines = [f"== {net.upper()}" + (f" (no samples: {', '.join(empty)})" if empty else "")]
+    lines.append("  " + " " * 9 + "".join(f"{name:>14}" for name in shown))
+    lines.append("  samples  " + "".join(f"{s['count']:>14}" for s in shown.values()))
+    lines.append("  accuracy " + "".join(f"{s['accuracy']:>14.4f}" for s in shown.values()))
+    for d in range(10):
+        cells = [
+            "-" if s["per_digit"][d] is None else f"{s['per_digit'][d]:.4f}" for s in shown.values()
         ]
-        for d, row in enumerate(s["confusion"]):
-            lines.append(f"  {d:>8}  " + "  ".join(f"{v:>5}" for v in row))
+        lines.append(f"  digit {d}  " + "".join(f"{c:>14}" for c in cells))
+    lines.append("  confusion (row: true, column: predicted)")
+    width = 6 * 10
+    lines.append("  " + "    ".join(f"{name:<{width}}" for name in shown).rstrip())
+    lines.append("  " + "    ".join("".join(f"{d:>6}" for d in range(10)) for _ in shown))
+    for d in range(10):
+        rows = ("".join(f"{v:>6}" for v in s["confusion"][d]) for s in shown.values())
+        lines.append(f"{d} " + "    ".join(rows))
     return "\n".join(lines)
 
 
@@ -321,13 +336,26 @@ def keras_notices_to_log() -> Iterator[None]:
             keras.config.enable_interactive_logging()
 
 
-def served_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of the exported bytes through LiteRT, as the web process serves them."""
+def served_predictions(tflite: bytes, x: np.ndarray) -> np.ndarray:
+    """The digits the exported bytes give through LiteRT, as the web process serves them."""
     from digits.model import Model
 
     net = Model("candidate", "candidate", tflite)
-    guesses = np.array([int(net.predict(image).argmax()) for image in x])
-    return float((guesses == y).mean())
+    return np.array([int(net.predict(image).argmax()) for image in x], dtype=np.int64)
+
+
+def served_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of the exported bytes through LiteRT, as the web process serves them."""
+    return float((served_predictions(tflite, x) == y).mean())
+
+
+def served_real_scores(tflite: bytes, data: Data) -> dict:
+    """The export's scores on the held-out real writers, per digit: what the Models page shows."""
+    found = scores(data.y_real, served_predictions(tflite, data.x_real))
+    writers = sorted(
+        {w for w in strokes.load("pendigits").writers if strokes.is_held_out_writer(w)}
+    )
+    return {**found, "writers": len(writers), "source": "pendigits"}
 
 
 def describe_layers(model: keras.Model) -> list[dict]:
@@ -391,7 +419,8 @@ def train_all(
     start = time.perf_counter()
     data = load_data(storage, limit)
     log(
-        f"data: {len(data.x_train)} train, {len(data.x_test)} test, {len(data.x_user)} held out"
+        f"data: {len(data.x_train)} train, {len(data.x_test)} MNIST test,"
+        f" {len(data.x_real)} held-out real handwriting, {len(data.x_user)} held-out drawings"
         f" ({time.perf_counter() - start:.1f} s)"
     )
     cards = train_and_save(data, out, epochs, nets, log, verbose)
@@ -420,6 +449,7 @@ def train_and_save(
             model,
             results,
             served_mnist_test_accuracy=served_accuracy(tflite, data.x_test, data.y_test),
+            served_real_heldout=served_real_scores(tflite, data),
             train_seconds=round(seconds, 1),
             epochs=epochs[net],
             train_samples=len(data.x_train),
@@ -438,25 +468,3 @@ def evaluate_saved(models_dir: Path, storage=None, log: Callable[[str], None] = 
             log(f"{net}: {path} not found")
             continue
         log(format_report(net, evaluate(keras.models.load_model(path), data)))
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train both nets from scratch on MNIST.")
-    parser.add_argument("--out", type=Path, default=mnist.REPO_ROOT / "models")
-    parser.add_argument("--epochs-fnn", type=int, default=EPOCHS["fnn"])
-    parser.add_argument("--epochs-cnn", type=int, default=EPOCHS["cnn"])
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N digits")
-    parser.add_argument("--nets", default="fnn,cnn")
-    parser.add_argument("--storage", default=None, help="STORAGE_URL with users' drawings")
-    args = parser.parse_args(argv)
-    storage = None
-    if args.storage:
-        from digits.storage import open_storage
-
-        storage = open_storage(args.storage)
-    epochs = {"fnn": args.epochs_fnn, "cnn": args.epochs_cnn}
-    train_all(args.out, storage, epochs, args.limit, tuple(args.nets.split(",")), verbose=2)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from PIL import Image
 
-from digits import mnist, training
+from digits import augment, mnist, strokes, training
 from digits.storage import LocalStorage
 
 pytestmark = pytest.mark.slow
@@ -33,6 +33,14 @@ def canvas_png(image28: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def tiny_real() -> tuple[np.ndarray, np.ndarray]:
+    """Two held-out writers' digits of each kind, drawn once: real handwriting in a second."""
+    _, held = strokes.split_by_writer(strokes.load("pendigits"))
+    first = np.concatenate([np.flatnonzero(held.labels == d)[:2] for d in range(10)])
+    keep = np.isin(np.arange(len(held)), first)
+    return strokes.to_inputs(held.subset(keep), np.random.default_rng(0))
 
 
 def store_drawings(storage: LocalStorage, count: int = 30) -> None:
@@ -69,19 +77,17 @@ def test_collected_drawings_reads_committed_digits_only(tmp_path):
 def test_augment_batch_keeps_shape_range_and_varies():
     x, _ = fixture_split()
     rng = np.random.default_rng(0)
-    out = training.augment_batch(x[:64], rng)
+    out = augment.augment_batch(x[:64], rng)
     assert out.shape == (64, 28, 28) and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
     assert not np.allclose(out, x[:64])
-    assert not np.allclose(out, training.augment_batch(x[:64], rng))
+    assert not np.allclose(out, augment.augment_batch(x[:64], rng))
 
 
 def test_augment_without_distortion_is_identity():
-    from digits import recipes
-
     x, _ = fixture_split()
-    none = recipes.Augment(rotation=0, shear=0, aspect=0, scale=0, shift=0, thick=0, thin=0)
-    out = recipes.augment_batch(x[:32], np.random.default_rng(0), none)
+    none = augment.Augment(rotation=0, shear=0, aspect=0, scale=0, shift=0, thick=0, thin=0)
+    out = augment.augment_batch(x[:32], np.random.default_rng(0), none)
     np.testing.assert_allclose(out, x[:32], atol=1e-6)
 
 
@@ -97,19 +103,17 @@ def test_fit_trains_on_the_epochs_a_serial_loop_would_draw(overlap):
     aug = training.AUGMENT["cnn"]
     training.fit(Recorder(), x[:64], y[:64], epochs=3, aug=aug, seed=5, overlap=overlap)
     rng = np.random.default_rng(5)
-    serial = [training.augment_batch(x[:64], rng, training.AUGMENT["cnn"]) for _ in range(3)]
+    serial = [augment.augment_batch(x[:64], rng, training.AUGMENT["cnn"]) for _ in range(3)]
     assert len(seen) == 3
     assert all(np.array_equal(a, b) for a, b in zip(seen, serial, strict=True))
     assert not np.array_equal(seen[0], seen[1])  # each epoch gets fresh distortions
 
 
 def test_thickness_changes_ink_amount_the_right_way():
-    from digits import recipes
-
     x, _ = fixture_split()
     rng = np.random.default_rng(0)
-    thick = recipes.vary_thickness(x[:32], rng, thick=1.0, thin=0.0)
-    thin = recipes.vary_thickness(x[:32], rng, thick=0.0, thin=1.0)
+    thick = augment.vary_thickness(x[:32], rng, thick=1.0, thin=0.0)
+    thin = augment.vary_thickness(x[:32], rng, thick=0.0, thin=1.0)
     assert (thick.sum(axis=(1, 2)) > x[:32].sum(axis=(1, 2))).all()
     assert (thin.sum(axis=(1, 2)) < x[:32].sum(axis=(1, 2))).all()
 
@@ -149,14 +153,20 @@ def test_tiny_training_run_saves_keras_tflite_json(tmp_path):
     store_drawings(storage)
     keys, xd, yd = training.collected_drawings(storage)
     (x_train, y_train), (x_user, y_user) = training.split_drawings(keys, xd, yd)
+    x_real, y_real = tiny_real()
     data = training.Data(
-        np.concatenate([x, x_train]), np.concatenate([y, y_train]), x, y, x_user, y_user
+        np.concatenate([x, x_train, x_real]),
+        np.concatenate([y, y_train, y_real]),
+        *(x, y, x_user, y_user, x_real, y_real),
     )
     out = tmp_path / "models"
     cards = training.train_and_save(data, out, {"fnn": 1, "cnn": 1}, log=lambda s: None, verbose=0)
     assert set(cards) == {"fnn", "cnn"}
     for net in ("fnn", "cnn"):
         assert cards[net]["user_heldout_count"] == len(y_user)
+        real = cards[net]["served_real_heldout"]
+        assert real["count"] == len(y_real) and real["writers"] == 7
+        assert len(real["per_digit"]) == 10 and len(real["confusion"]) == 10
         assert cards[net]["train_samples"] == len(data.x_train)
         check_saved_net(out, net, x[:8])
 
@@ -166,6 +176,7 @@ def test_flask_commands_train_and_evaluate(tmp_path, monkeypatch):
 
     # The fixture instead of full MNIST: no download, and a few seconds of training.
     monkeypatch.setattr(training, "load_mnist", lambda split, limit=None: fixture_split())
+    monkeypatch.setattr(training, "load_real", lambda limit=None: (tiny_real(), tiny_real()))
     app = Flask(__name__)
     app.config["MODELS_DIR"] = str(tmp_path / "models")
     app.extensions["storage"] = LocalStorage(tmp_path / "storage")
@@ -175,7 +186,9 @@ def test_flask_commands_train_and_evaluate(tmp_path, monkeypatch):
     assert (tmp_path / "models" / "fnn.tflite").exists()
     result = runner.invoke(evaluate_command, [])
     assert result.exit_code == 0, result.output
-    assert "mnist_test: accuracy" in result.output and "confusion" in result.output
+    report = result.output.splitlines()
+    assert any(line.split() == ["mnist_test", "real_heldout"] for line in report)
+    assert "  confusion (row: true, column: predicted)" in report
 
 
 def test_feedback_drawings_are_held_out_like_their_predictions():
