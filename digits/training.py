@@ -55,22 +55,12 @@ LABELS = tuple(str(d) for d in range(10))
 # ---------------------------------------------------------------- data
 
 
-def normalise_mnist(images: np.ndarray) -> np.ndarray:
-    """MNIST uint8 digits through `to_mnist` (as black ink on white), float32 [N, 28, 28]."""
-    out = images.astype(np.float32) / 255.0
-    for i, image in enumerate(images):
-        arr = to_mnist(Image.fromarray(255 - image))
-        if arr is not None:  # a near-empty digit keeps its original pixels
-            out[i] = arr
-    return out
-
-
 def load_mnist(split: mnist.Split, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Normalised MNIST (x float32 [N, 28, 28], y uint8 [N]), optionally the first `limit`."""
     images, labels = mnist.load(split)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return normalise_mnist(images), labels
+    return mnist.normalise(images), labels
 
 
 def is_held_out(key: str, fraction: float = HELD_OUT_FRACTION) -> bool:

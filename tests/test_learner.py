@@ -50,7 +50,7 @@ def tiny(net: str):
 def reference() -> learner.Reference:
     """Fixture digits through to_mnist: the first 100 for replay, the last 100 as the test set."""
     images, labels = mnist.load_fixture()
-    x, y = training.normalise_mnist(images), labels.astype(np.int64)
+    x, y = mnist.normalise(images), labels.astype(np.int64)
     return learner.Reference(x[:100], y[:100], x[100:], y[100:])
 
 

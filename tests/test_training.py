@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def fixture_split() -> tuple[np.ndarray, np.ndarray]:
     images, labels = mnist.load_fixture()
-    return training.normalise_mnist(images), labels
+    return mnist.normalise(images), labels
 
 
 def canvas_png(image28: np.ndarray) -> bytes:
