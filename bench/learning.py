@@ -12,6 +12,11 @@ The baseline is the shipped models, measured in the same run.
     and on MNIST test.
 (b) safe: corrections of plainly drawn digits with WRONG labels -> MNIST test accuracy.
 (c) speed: from the feedback's 202 until both workers' /healthz report the new versions.
+(d) real people: UJIpenchars2 (kept out of the shipped nets' training), drawn by
+    `digits/strokes.py`: the digits of its first 40 writers go in as corrections, and its other
+    20 writers are measured before and after, with MNIST test.
+
+    .venv/bin/python bench/learning.py --scenarios real   # (d) alone
 
 MNIST test is split: digits 9000-9999 are the style's source (9000-9499 stream, 9500-9999 held
 out), digits 0-8999 are the MNIST test measured here (the trainer's own gate uses all 10000).
@@ -41,7 +46,7 @@ from PIL import Image, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from digits import mnist, registry  # noqa: E402
+from digits import mnist, registry, strokes  # noqa: E402
 from digits.preprocess import to_mnist  # noqa: E402
 from digits.storage import LocalStorage  # noqa: E402
 
@@ -50,6 +55,8 @@ NETS = ("fnn", "cnn")
 STYLE_STREAM = range(9000, 9500)
 STYLE_HELDOUT = range(9500, 10000)
 MNIST_EVAL = range(0, 9000)
+UJI_STREAM_WRITERS = 40  # uji-01 .. uji-40 teach; uji-41 .. uji-60 are measured
+UJI_SEED = 1760
 
 
 # --- drawings --------------------------------------------------------------------------------
@@ -424,6 +431,43 @@ def scenario_poison(stack: Stack, data: Data, count: int, log: Path) -> dict:
     }
 
 
+def real_people_pngs() -> tuple[list[bytes], np.ndarray, list[bytes], np.ndarray]:
+    """UJIpenchars2 as pad PNGs: (stream pngs, labels, measured pngs, labels), split by writer."""
+    uji = strokes.load("uji")
+    writers = sorted(set(uji.writers))
+    teaching = np.isin(uji.writers, writers[:UJI_STREAM_WRITERS])
+    rng = np.random.default_rng(UJI_SEED)
+    drawn = [
+        strokes.png_bytes(strokes.render(s, strokes.random_pen(rng), rng)) for s in uji.strokes
+    ]
+    stream = [png for png, t in zip(drawn, teaching, strict=True) if t]
+    measured = [png for png, t in zip(drawn, teaching, strict=True) if not t]
+    labels = uji.labels.astype(int)
+    return stream, labels[teaching], measured, labels[~teaching]
+
+
+def scenario_real(stack: Stack, data: Data, log: Path) -> dict:
+    stream, stream_y, measured, measured_y = real_people_pngs()
+    before = {
+        "real": served_accuracy(stack.base, measured, measured_y),
+        "mnist": mnist_accuracy(stack, data.mnist_x, data.mnist_y),
+    }
+    send(stack, stream, stream_y)
+    started = time.monotonic()
+    learn_and_swap(stack, len(stream), log)
+    return {
+        "before": before,
+        "after": {
+            "real": served_accuracy(stack.base, measured, measured_y),
+            "mnist": mnist_accuracy(stack, data.mnist_x, data.mnist_y),
+        },
+        "counts": (len(stream), len(measured)),
+        "seconds": time.monotonic() - started,
+        "versions": current_versions(stack),
+        "statuses": {net: statuses(stack, net) for net in NETS},
+    }
+
+
 # --- the report ------------------------------------------------------------------------------
 
 
@@ -449,11 +493,16 @@ def helps_rows(helps: dict) -> list[str]:
             f"{pct(b['style'][net])} | {pct(a['style'][net])} | "
             f"{pp(a['style'][net], b['style'][net])} | >= +5 pp | {verdict(gain >= 0.05)} |"
         )
+    return rows + mnist_rows("(a) helps", b["mnist"], a["mnist"])
+
+
+def mnist_rows(scenario: str, before: dict, after: dict) -> list[str]:
+    rows = []
     for net in NETS:
-        drop = b["mnist"][net] - a["mnist"][net]
+        drop = before[net] - after[net]
         rows.append(
-            f"| (a) helps | {net.upper()} accuracy, MNIST test (9000) | {pct(b['mnist'][net])} |"
-            f" {pct(a['mnist'][net])} | {pp(a['mnist'][net], b['mnist'][net])} | drop <= 0.3 pp |"
+            f"| {scenario} | {net.upper()} accuracy, MNIST test (9000) | {pct(before[net])} |"
+            f" {pct(after[net])} | {pp(after[net], before[net])} | drop <= 0.3 pp |"
             f" {verdict(drop <= 0.003)} |"
         )
     return rows
@@ -470,6 +519,21 @@ def poison_rows(poison: dict) -> list[str]:
             f" {pp(poison['after'][net], poison['before'][net])} |{target} | {verdict(ok)} |"
         )
     return rows
+
+
+def real_rows(real: dict) -> list[str]:
+    b, a = real["before"], real["after"]
+    taught, measured = real["counts"]
+    rows = []
+    for net in NETS:
+        aim = " (aim 99%)" if net == "cnn" else ""
+        rows.append(
+            f"| (d) real people | {net.upper()} accuracy, UJIpenchars2's other 20 writers"
+            f" ({measured}), after {taught} corrections by 40 writers | {pct(b['real'][net])} |"
+            f" {pct(a['real'][net])} | {pp(a['real'][net], b['real'][net])} | no fall{aim} |"
+            f" {verdict(a['real'][net] >= b['real'][net])} |"
+        )
+    return rows + mnist_rows("(d) real people", b["mnist"], a["mnist"])
 
 
 def speed_rows(speed: list[dict], latencies: list[float]) -> list[str]:
@@ -493,20 +557,57 @@ def speed_rows(speed: list[dict], latencies: list[float]) -> list[str]:
     return rows
 
 
-def report(helps: dict, speed: list[dict], poison: dict, elapsed: float) -> str:
+def report(results: dict, elapsed: float) -> str:
     lines = [
         "| scenario | measure | shipped (baseline) | after learning | change | target | met |",
         "| --- | --- | --- | --- | --- | --- | --- |",
-        *helps_rows(helps),
-        *poison_rows(poison),
-        *speed_rows(speed, helps["latencies"]),
-        "",
-        f"Trainer outcomes per net, (a): {helps['statuses']}; (b): {poison['statuses']}.",
-        f"Versions after (a): {helps['versions']}; after (b): {poison['versions']}.",
-        f"(a) learning took {helps['seconds']:.0f} s from the last correction to both workers"
-        f" serving (trainer start-up included). Whole run: {elapsed / 60:.1f} min.",
     ]
+    notes = []
+    if "helps" in results:
+        helps = results["helps"]
+        lines += helps_rows(helps)
+        notes.append(f"(a): {helps['statuses']}, versions {helps['versions']}")
+    if "poison" in results:
+        lines += poison_rows(results["poison"])
+        notes.append(
+            f"(b): {results['poison']['statuses']}, versions {results['poison']['versions']}"
+        )
+    if "helps" in results:
+        lines += speed_rows(results["speed"], results["helps"]["latencies"])
+    if "real" in results:
+        lines += real_rows(results["real"])
+        notes.append(f"(d): {results['real']['statuses']}, versions {results['real']['versions']}")
+    lines += ["", *(f"Trainer outcomes per net, {note}." for note in notes)]
+    for key, name in (("helps", "(a)"), ("real", "(d)")):
+        if key in results:
+            lines.append(
+                f"{name} learning took {results[key]['seconds']:.0f} s from the last correction to"
+                " both workers serving (trainer start-up included)."
+            )
+    lines.append(f"Whole run: {elapsed / 60:.1f} min.")
     return "\n".join(lines) + "\n"
+
+
+def run_scenarios(scenarios: set[str], args, data: Data, log: Path) -> dict:
+    """Each scenario on its own storage, app and trainer: they start from the shipped nets."""
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("helps", "poison", "real"):
+            if name not in scenarios:
+                continue
+            stack = Stack(Path(tmp) / name, args.models.resolve())
+            try:
+                stack.start_web(log)
+                if name == "helps":
+                    results["helps"] = scenario_helps(stack, data, log)
+                    results["speed"] = scenario_speed(stack, data, args.speed_rounds, 20)
+                elif name == "poison":
+                    results["poison"] = scenario_poison(stack, data, args.count, log)
+                else:
+                    results["real"] = scenario_real(stack, data, log)
+            finally:
+                stack.stop()
+    return results
 
 
 def main() -> None:
@@ -514,26 +615,17 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--speed-rounds", type=int, default=3)
+    parser.add_argument(
+        "--scenarios", default="helps,poison,real", help="comma-separated: helps, poison, real"
+    )
     args = parser.parse_args()
     started = time.monotonic()
     data = load_data(args.count)
     out_dir = ROOT / "bench" / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / "learning.log"
-    with tempfile.TemporaryDirectory() as tmp:
-        helps_stack = Stack(Path(tmp) / "helps", args.models.resolve())
-        poison_stack = Stack(Path(tmp) / "poison", args.models.resolve())
-        try:
-            helps_stack.start_web(log)
-            helps = scenario_helps(helps_stack, data, log)
-            speed = scenario_speed(helps_stack, data, args.speed_rounds, 20)
-            helps_stack.stop()
-            poison_stack.start_web(log)
-            poison = scenario_poison(poison_stack, data, args.count, log)
-        finally:
-            helps_stack.stop()
-            poison_stack.stop()
-    table = report(helps, speed, poison, time.monotonic() - started)
+    results = run_scenarios(set(args.scenarios.split(",")), args, data, log)
+    table = report(results, time.monotonic() - started)
     (out_dir / "learning.md").write_text(table)
     print(table)
 
