@@ -62,6 +62,18 @@ def test_models_page_shows_the_card(client, models_folder):
     assert html.count("Not trained yet") == 1
 
 
+def test_models_page_shows_real_handwriting_beside_mnist(client, models_folder):
+    per_digit = [1.0, 0.991, 0.99, 0.99, 0.985, 0.99, 0.99, 0.987, 1.0, 0.983]
+    real = {"accuracy": 0.9912, "count": 3498, "writers": 7, "per_digit": per_digit}
+    (models_folder / "fnn.json").write_text(json.dumps({**FNN_CARD, "served_real_heldout": real}))
+    (models_folder / "cnn.json").write_text(json.dumps({**FNN_CARD, "net": "cnn"}))
+    html = client.get("/models").get_data(as_text=True)
+    assert "99.12%" in html and "3,498 drawings by 7 writers" in html
+    row = html[html.index('class="real-per-digit"') :].split("</tr>")[0]
+    assert [c.split("</td>")[0] for c in row.split("<td>")[1:]][:2] == ["100.0", "99.1"]
+    assert html.count("not measured for this version") == 1  # the CNN's card has none
+
+
 def test_models_page_shows_the_version_served_now(client, models_folder):
     (models_folder / "fnn.json").write_text(json.dumps(FNN_CARD))
     storage = client.application.extensions["storage"]
