@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digits import augment, dataset, feedback, mnist, preprocess, registry, training
+from digits import augment, dataset, feedback, mnist, preprocess, registry, strokes, training
 from digits.nets import NETS
 from digits.preprocess import to_mnist
 from digits.storage import NotFound, PreconditionFailed, Storage
@@ -62,12 +62,15 @@ class Settings:
 
 @dataclass
 class Reference:
-    """MNIST arrays: train for replay, test for the gate. float32 [N, 28, 28] in [0, 1]."""
+    """MNIST arrays: train for replay, test for the gate. float32 [N, 28, 28] in [0, 1].
+    The held-out real writers' digits (optional) are measured on the card, not gated on."""
 
     train_x: np.ndarray
     train_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+    real_x: np.ndarray = field(default_factory=lambda: np.zeros((0, 28, 28), np.float32))
+    real_y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
 
 
 @dataclass
@@ -94,7 +97,8 @@ class Outcome:
 def load_reference() -> Reference:
     """MNIST through the same `to_mnist` as serving, cached on disk (the first run takes ~20 s)."""
     arrays = _cached_reference()
-    return Reference(*(arrays[k] for k in ("train_x", "train_y", "test_x", "test_y")))
+    mnist_arrays = (arrays[k] for k in ("train_x", "train_y", "test_x", "test_y"))
+    return Reference(*mnist_arrays, *strokes.held_out_inputs())
 
 
 def _cached_reference() -> dict[str, np.ndarray]:
@@ -443,6 +447,9 @@ def publish(
     if len(ref.test_y):
         served = training.served_accuracy(tflite, ref.test_x, ref.test_y)
         metrics = {**metrics, "served_mnist_test_accuracy": served}
+    if len(ref.real_y):
+        real = training.served_real_scores(tflite, ref.real_x, ref.real_y)
+        metrics = {**metrics, "served_real_heldout": real}
     return registry.publish(
         storage, net, tflite, keras_bytes(model), metrics, expected_version=base_version
     )

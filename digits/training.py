@@ -339,9 +339,9 @@ def served_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     return float((served_predictions(tflite, x) == y).mean())
 
 
-def served_real_scores(tflite: bytes, data: Data) -> dict:
+def served_real_scores(tflite: bytes, x: np.ndarray, y: np.ndarray) -> dict:
     """The export's scores on the held-out real writers, per digit: what the Models page shows."""
-    found = scores(data.y_real, served_predictions(tflite, data.x_real))
+    found = scores(y, served_predictions(tflite, x))
     writers = sorted(
         {w for w in strokes.load("pendigits").writers if strokes.is_held_out_writer(w)}
     )
@@ -439,7 +439,7 @@ def train_and_save(
             model,
             results,
             served_mnist_test_accuracy=served_accuracy(tflite, data.x_test, data.y_test),
-            served_real_heldout=served_real_scores(tflite, data),
+            served_real_heldout=served_real_scores(tflite, data.x_real, data.y_real),
             train_seconds=round(seconds, 1),
             epochs=epochs[net],
             train_samples=len(data.x_train),

@@ -27,6 +27,7 @@ from digits import (  # noqa: E402
     mnist,
     predictions,
     registry,
+    strokes,
     training,
 )
 from digits.storage import LocalStorage  # noqa: E402
@@ -48,10 +49,13 @@ def tiny(net: str):
 
 @pytest.fixture(scope="session")
 def reference() -> learner.Reference:
-    """Fixture digits through to_mnist: the first 100 for replay, the last 100 as the test set."""
+    """Fixture digits through to_mnist: the first 100 for replay, the last 100 as the test set;
+    30 held-out real writers' digits for the card."""
     images, labels = mnist.load_fixture()
     x, y = mnist.normalise(images), labels.astype(np.int64)
-    return learner.Reference(x[:100], y[:100], x[100:], y[100:])
+    _, held = strokes.split_by_writer(strokes.load("pendigits"))
+    real = strokes.to_inputs(held.subset(np.arange(len(held)) < 30), np.random.default_rng(0))
+    return learner.Reference(x[:100], y[:100], x[100:], y[100:], *real)
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +158,8 @@ def test_once_learns_corrections_and_publishes(app, corrections, caplog):
         # Measured on the published int8 bytes through LiteRT, the way they are served.
         served = metrics["served_mnist_test_accuracy"]
         assert abs(served - metrics["mnist_test_accuracy"]) <= 0.05
+        real = metrics["served_real_heldout"]  # shown on the Models page for this version
+        assert real["count"] == 30 and len(real["per_digit"]) == 10
     again = run_trainer(app, "--margin", "5")
     assert "published" not in again.output
     assert registry.current(storage) == current
