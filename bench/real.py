@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from digits import mnist, strokes  # noqa: E402
-from functions import Model  # noqa: E402
+from digits.model import Model  # noqa: E402
 
 # The last commit whose models were trained on MNIST alone (before issue 17).
 OLD_COMMIT = "a7f518d"
