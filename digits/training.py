@@ -34,7 +34,9 @@ from digits.preprocess import to_mnist
 # Chosen so both nets train from scratch in under 10 minutes on 2 idle CPU cores. Measured:
 # an FNN epoch takes about 10 s and a CNN epoch 48-54 s, of which about 3.5 s is augmentation.
 # With 15 FNN epochs the whole run took 10 min 6 s; with 10 (98.86% on MNIST test, target
-# 98.3%) and the FNN's augmentation overlapped, 9 min 48 s.
+# 98.3%) and the FNN's augmentation overlapped, 9 min 48 s. (Those runs had 60k digits; with
+# the real strokes there are 77k, and the one run so far, on cores shared with other jobs, took
+# 65.7 min: see the README.)
 EPOCHS = {"fnn": 10, "cnn": 9}
 PEAK_LR = {"fnn": 2e-3, "cnn": 3e-3}
 # Augment the next epoch while this one trains? Keras leaves a core idle for the FNN (about
