@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import BIN, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,3 +90,189 @@ def test_gunicorn_trusts_forwarded_headers_from_anyone_only_on_heroku(env, trust
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == trusted
+
+
+# --- gunicorn as Heroku runs it ----------------------------------------------------------------
+
+# What the Python buildpack exports at every dyno boot (bin/compile's profile.d script), besides
+# WEB_CONCURRENCY, which it sets only when unset.
+BUILDPACK_ENV = {"GUNICORN_CMD_ARGS": "--access-logfile -", "FORWARDED_ALLOW_IPS": "*"}
+
+GUNICORN_CONFIG = """
+import json, sys
+from gunicorn.app.wsgiapp import WSGIApplication
+
+sys.argv = ["gunicorn", "main:create_app()"]  # as the Procfile; reads ./gunicorn.conf.py
+cfg = WSGIApplication().cfg
+names = ("workers", "threads", "worker_connections", "keepalive", "timeout", "accesslog")
+print(json.dumps({name: getattr(cfg, name) for name in names}))
+"""
+
+
+def gunicorn_config(**env: str) -> dict:
+    """gunicorn's settings after the config file and GUNICORN_CMD_ARGS, as it would run."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("WEB_CONCURRENCY", "DYNO")}
+    result = subprocess.run(
+        [sys.executable, "-c", GUNICORN_CONFIG],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_keepalive_outlasts_the_routers_90_seconds_under_the_buildpacks_env():
+    config = gunicorn_config(**BUILDPACK_ENV, WEB_CONCURRENCY="2", DYNO="web.1")
+    assert config["keepalive"] > 90
+
+
+def test_workers_and_threads_fit_a_standard_1x_dyno_as_heroku_sets_them():
+    """Heroku sets WEB_CONCURRENCY=2 on standard-1x; the default is the same, so a local run
+    (and bench/load.py) serves as that dyno does. Idle connections never take the places
+    kept for new ones: a worker keeps at most worker_connections - threads of them idle."""
+    on_heroku = gunicorn_config(**BUILDPACK_ENV, WEB_CONCURRENCY="2")
+    assert on_heroku["workers"] == 2 and gunicorn_config()["workers"] == 2
+    assert on_heroku["worker_connections"] - on_heroku["threads"] >= on_heroku["threads"]
+
+
+@contextlib.contextmanager
+def gunicorn(storage: Path, output: Path, **env: str) -> Iterator[int]:
+    """`gunicorn 'main:create_app()'` as the Procfile starts it, on 127.0.0.1; yields its port."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if k not in ("WEB_CONCURRENCY", "DYNO")}
+    environ = {**clean, "STORAGE_URL": str(storage), "PORT": str(port), **env}
+    command = [str(BIN / "gunicorn"), "main:create_app()", "--bind", f"127.0.0.1:{port}"]
+    with open(output, "wb") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=out)
+    try:
+        wait_for_healthz(port)
+        yield port
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def wait_for_healthz(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def request_lines(output: Path, path: str) -> tuple[int, int]:
+    """How many of the app's JSON lines, and of gunicorn's access lines, name this path."""
+    text = output.read_text()
+    ours = text.count(f'"path": "{path}"')
+    gunicorns = text.count(f'"GET {path} HTTP/1.1"')
+    return ours, gunicorns
+
+
+def get_times(port: int, path: str, times: int) -> None:
+    for _ in range(times):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            assert response.status == 200
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, (3, 0)),  # the app's line only
+        ({"LOG_REQUESTS": "off"}, (0, 0)),  # and off means off
+        # Control: gunicorn's own logger, as before: the buildpack's variable doubles each line.
+        (
+            {"GUNICORN_CMD_ARGS": "--access-logfile - --logger-class gunicorn.glogging.Logger"},
+            (3, 3),
+        ),
+    ],
+)
+def test_one_log_line_per_request_under_the_buildpacks_gunicorn_cmd_args(
+    tmp_path, settings, expected
+):
+    output = tmp_path / "gunicorn.log"
+    with gunicorn(tmp_path / "storage", output, **{**BUILDPACK_ENV, **settings}) as port:
+        get_times(port, "/about", 3)
+    assert request_lines(output, "/about") == expected, output.read_text()[-2000:]
+
+
+class RawConnection:
+    """One HTTP/1.1 connection held open by hand, as Heroku's router holds its pooled ones."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def get(self, path: str = "/healthz") -> tuple[int, bool]:
+        """Send a GET and read the whole answer: (status, whether the server closes after it)."""
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n\r\n".encode())
+        head = self.read_until(b"\r\n\r\n").lower()
+        length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+        self.read_exactly(length)
+        return int(head[9:12]), b"\r\nconnection: close" in head
+
+    def read_until(self, marker: bytes) -> bytes:
+        while marker not in self.buffer:
+            self.receive()
+        head, self.buffer = self.buffer.split(marker, 1)
+        return head + marker
+
+    def read_exactly(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            self.receive()
+        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        return data
+
+    def receive(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed by the server")
+        self.buffer += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def kept_after_one_request(port: int) -> RawConnection | None:
+    """A new connection after one request, or None if the server closed it: then it is closed
+    at once, as the router closes its side when told "Connection: close" (gunicorn waits up to
+    2 s for that, in the worker's main loop)."""
+    connection = RawConnection(port)
+    status, closing = connection.get()
+    assert status == 200
+    if closing:
+        connection.close()
+        return None
+    return connection
+
+
+@pytest.mark.slow
+def test_idle_keepalive_connections_stay_open_and_never_starve_new_ones(tmp_path):
+    """A burst of 200 connections at once, held open, past the old 5 s keep-alive: every one is
+    answered, new connections are still served at once, and every connection the server kept
+    answers when reused, as the router reuses its pool (a server that closed one first would
+    race that request: H13/H18 on Heroku). Without gunicorn.conf.py's pre_request both workers
+    kept 16 idle connections each, and all the rest waited for 95 s."""
+    config = gunicorn_config(**BUILDPACK_ENV)
+    may_keep = config["workers"] * (config["worker_connections"] - config["threads"])
+    with gunicorn(tmp_path / "storage", tmp_path / "log", **BUILDPACK_ENV) as port:
+        with ThreadPoolExecutor(200) as pool:
+            burst = list(pool.map(lambda _: kept_after_one_request(port), range(200)))
+        idle = [connection for connection in burst if connection]
+        assert 0 < len(idle) <= may_keep
+        time.sleep(6)
+        for _ in range(40):
+            started = time.monotonic()
+            fresh = kept_after_one_request(port)
+            # Starved, it would wait in the listen queue until an idle one timed out (95 s).
+            assert time.monotonic() - started < 5
+            idle += [fresh] if fresh else []
+        assert len(idle) <= may_keep
+        assert [connection.get()[0] for connection in idle] == [200] * len(idle)
