@@ -4,7 +4,8 @@ Heroku runs it once per deploy, after the build and before the new release's dyn
 exits non-zero the deploy stops and the running release keeps serving. So a config that cannot
 work (a malformed setting, a bucket that does not exist, keys without a permission the app
 needs) fails the deploy here, with one `Error: …` line, instead of crashing dynos afterwards.
-Database migrations belong here too, after these checks.
+Then, once the records database's `flask db upgrade` exists, it runs here too: after the checks,
+so a broken config never migrates, and before any dyno of the new release serves.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ def release_command() -> None:
     refuse_a_folder_on_a_dyno(storage)
     probe(storage)
     click.echo(f"release: settings ok; storage {storage.url} answers (put, get, list, delete)")
+    upgrade_database()
+
+
+def upgrade_database() -> None:
+    """`flask db upgrade`, when the app has that command (the records database's migrations)."""
+    database = current_app.cli.commands.get("db")
+    upgrade = getattr(database, "commands", {}).get("upgrade")
+    if upgrade is not None:
+        click.get_current_context().invoke(upgrade)
+        click.echo("release: database upgraded")
 
 
 def refuse_a_folder_on_a_dyno(storage: Storage) -> None:

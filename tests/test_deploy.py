@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import click
 import pytest
 
 from main import create_app
@@ -303,12 +304,26 @@ def test_release_passes_on_a_folder_off_heroku(runner, monkeypatch):
     assert "storage" in result.output and "answers" in result.output
 
 
+def test_release_runs_the_database_upgrade_after_its_checks(app, monkeypatch, storage_dir):
+    """`flask db upgrade` joins the release phase by existing: a stand-in for it here."""
+    upgrades = []
+    database = click.Group("db")
+    database.command("upgrade")(lambda: upgrades.append("upgraded"))
+    app.cli.add_command(database)
+    monkeypatch.delenv("DYNO", raising=False)
+    assert app.test_cli_runner().invoke(args=["release"]).exit_code == 0
+    assert upgrades == ["upgraded"]
+    monkeypatch.setenv("DYNO", "release.2")  # now the storage check fails: nothing migrates
+    assert app.test_cli_runner().invoke(args=["release"]).exit_code == 1
+    assert upgrades == ["upgraded"]
+
+
 def test_release_refuses_a_folder_on_a_dyno(runner, monkeypatch, storage_dir):
     monkeypatch.setenv("DYNO", "release.1")
     result = runner.invoke(args=["release"])
     assert result.exit_code == 1
     assert "STORAGE_URL is a folder on this dyno" in result.output
-    assert not list(storage_dir.rglob("*")) or not list(storage_dir.rglob("release-check*"))
+    assert not list(storage_dir.rglob("release-check*"))  # refused before the probe
 
 
 @pytest.mark.s3
