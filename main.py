@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from flask import Flask
 
-from digits import admin, api, bodies, config, errors, fastpath, logs, malloc, pages, security
+from digits import (
+    addons,
+    admin,
+    api,
+    bodies,
+    config,
+    errors,
+    fastpath,
+    logs,
+    malloc,
+    pages,
+    security,
+)
 from digits.cli_dataset import dataset_group
 from digits.cli_models import models_group
 from digits.cli_release import release_command
@@ -38,7 +50,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 def add_services(app: Flask) -> None:
     """Storage, and the nets served by LiteRT (loaded on first use, kept current by a thread)."""
     app.extensions["storage"] = app.config.get("STORAGE") or open_storage(
-        app.config["STORAGE_URL"], app.config["AWS_ENDPOINT_URL"]
+        app.config["STORAGE_URL"],
+        app.config["AWS_ENDPOINT_URL"],
+        addons.credentials_for(app.config),  # a storage add-on's keys, when it is STORAGE_URL's
     )
     malloc.keep_buffers()  # each drawing's 160 kB buffers: reused, not mmapped afresh
     app.extensions["models"] = service_for(app.config, app.extensions["storage"])
