@@ -7,7 +7,7 @@ import pytest
 
 from digits import addons
 from digits.settings import BadSetting
-from main import create_app
+from tests.helpers import new_app
 
 BUCKETEER_ENV = {
     "BUCKETEER_BUCKET_NAME": "digits-test",
@@ -89,7 +89,7 @@ def saves(app, drawing_url: str) -> str:
 @pytest.mark.s3
 def test_a_bucketeer_app_saves_into_its_bucket_with_its_keys(addon_env, s3_server, drawing_url):
     addon_env(BUCKETEER_ENV)
-    app = create_app({"TESTING": True})
+    app = new_app()
     storage = app.extensions["storage"]
     assert storage.url == "s3://digits-test/"
     assert storage.client._request_signer._credentials.access_key == "bucketeer-key"
@@ -101,7 +101,7 @@ def test_a_bucketeer_app_saves_into_its_bucket_with_its_keys(addon_env, s3_serve
 @pytest.mark.s3
 def test_a_cloudcube_app_keeps_every_object_under_its_cube(addon_env, s3_server, drawing_url):
     addon_env(CLOUDCUBE_ENV)
-    app = create_app({"TESTING": True})
+    app = new_app()
     storage = app.extensions["storage"]
     assert storage.url == "s3://digits-test/cube42/"
     assert storage.client._request_signer._credentials.access_key == "cloudcube-key"
@@ -113,7 +113,7 @@ def test_a_cloudcube_app_keeps_every_object_under_its_cube(addon_env, s3_server,
 def test_a_storage_url_that_is_set_wins_over_an_addon(addon_env, monkeypatch):
     addon_env(BUCKETEER_ENV)
     monkeypatch.setenv("STORAGE_URL", "s3://digits-test/mine")
-    storage = create_app({"TESTING": True}).extensions["storage"]
+    storage = new_app().extensions["storage"]
     assert storage.url == "s3://digits-test/mine/"
     assert storage.credentials == {}  # boto3's own: AWS_ACCESS_KEY_ID and the rest
 
@@ -122,6 +122,6 @@ def test_a_storage_url_that_is_set_wins_over_an_addon(addon_env, monkeypatch):
 def test_the_release_phase_checks_the_addons_storage(addon_env, monkeypatch):
     addon_env(CLOUDCUBE_ENV)
     monkeypatch.setenv("DYNO", "release.3")
-    result = create_app({"TESTING": True}).test_cli_runner().invoke(args=["release"])
+    result = new_app().test_cli_runner().invoke(args=["release"])
     assert result.exit_code == 0, result.output
     assert "s3://digits-test/cube42/ answers" in result.output

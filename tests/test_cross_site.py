@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from main import create_app
-from tests.test_hook import stored_files
+from tests.helpers import new_app, stored_files
 
 EVIL = "https://evil.example"
 
@@ -65,7 +64,7 @@ def test_this_site_and_clients_without_the_headers_may_save(client, drawing_url,
 def test_the_scheme_counts_behind_a_proxy(storage_dir, drawing_url, monkeypatch):
     """On Heroku the page is https: the router's X-Forwarded-Proto makes the origin match."""
     monkeypatch.setenv("DYNO", "web.1")
-    app = create_app({"TESTING": True, "STORAGE_URL": str(storage_dir)})
+    app = new_app(storage_dir)
     headers = {"Origin": "https://digits.example", "X-Forwarded-Proto": "https"}
     body = {"imageBase64": drawing_url, "digit": "5"}
     base = "http://digits.example"
@@ -77,7 +76,7 @@ def test_the_scheme_counts_behind_a_proxy(storage_dir, drawing_url, monkeypatch)
 
 
 def test_an_origin_in_cors_origins_may_save(storage_dir, drawing_url):
-    app = create_app({"TESTING": True, "STORAGE_URL": str(storage_dir), "CORS_ORIGINS": EVIL})
+    app = new_app(storage_dir, CORS_ORIGINS=EVIL)
     body = {"imageBase64": drawing_url, "digit": "2"}
     headers = {"Origin": EVIL, "Sec-Fetch-Site": "cross-site"}
     response = app.test_client().post("/hook", json=body, headers=headers)
@@ -91,9 +90,7 @@ def test_reads_from_another_site_are_not_refused_here(client):
 
 
 def test_a_refusal_spends_no_rate_limit_token(storage_dir, drawing_url):
-    app = create_app(
-        {"TESTING": True, "STORAGE_URL": str(storage_dir), "RATE_LIMIT_SAVES": "1/hour"}
-    )
+    app = new_app(storage_dir, RATE_LIMIT_SAVES="1/hour")
     client = app.test_client()
     body = {"imageBase64": drawing_url, "digit": "6"}
     assert refused(client.post("/hook", json=body, headers={"Origin": EVIL}))

@@ -21,8 +21,7 @@ from pathlib import Path
 import click
 import pytest
 
-from main import create_app
-from tests.conftest import BIN, free_port
+from tests.helpers import BIN, free_port, new_app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -336,13 +335,7 @@ def test_release_passes_on_s3_and_leaves_nothing_behind(s3_app, monkeypatch):
 
 @pytest.mark.s3
 def test_release_fails_for_a_bucket_that_does_not_exist(s3_server):
-    app = create_app(
-        {
-            "TESTING": True,
-            "STORAGE_URL": "s3://no-such-bucket/x",
-            "AWS_ENDPOINT_URL": s3_server.endpoint,
-        }
-    )
+    app = new_app(STORAGE_URL="s3://no-such-bucket/x", AWS_ENDPOINT_URL=s3_server.endpoint)
     result = app.test_cli_runner().invoke(args=["release"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: storage is unavailable")
@@ -352,7 +345,7 @@ def test_release_fails_when_s3_does_not_answer(monkeypatch):
     for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}.items():
         monkeypatch.setenv(name, value)
     nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    app = create_app({"TESTING": True, "STORAGE_URL": "s3://bucket/x", "AWS_ENDPOINT_URL": nobody})
+    app = new_app(STORAGE_URL="s3://bucket/x", AWS_ENDPOINT_URL=nobody)
     result = app.test_cli_runner().invoke(args=["release"])
     assert result.exit_code == 1
     assert result.output.startswith("Error: storage is unavailable")

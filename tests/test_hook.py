@@ -12,19 +12,17 @@ from urllib.parse import urlencode
 import pytest
 from PIL import Image
 
-from tests.helpers import ROOT, data_url, drawing_png, free_port, start_gunicorn, wait_for_port
+from tests.helpers import (
+    ROOT,
+    data_url,
+    drawing_png,
+    free_port,
+    start_gunicorn,
+    stored_files,
+    wait_for_port,
+)
 
 FORM = "application/x-www-form-urlencoded"
-
-
-def stored_files(storage_dir):
-    if not storage_dir.exists():
-        return []
-    return sorted(
-        p.relative_to(storage_dir).as_posix()
-        for p in storage_dir.rglob("*")
-        if p.is_file() and not p.name.startswith(".")
-    )
 
 
 def test_form_post_saves_drawing_and_metadata(client, storage_dir, drawing_url):
