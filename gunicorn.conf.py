@@ -28,7 +28,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # 4 on a standard-2x. The default here is the same 2, so a local run (and bench/load.py) serves
 # as a standard-1x dyno does. After 200 predictions a worker had 65 MB of RSS (29 MB of it
 # shared files) and the master 36 MB: about 165 MB of the 512 MB. Paired runs found no CPU
-# difference a request between 2 and 3 workers (README, "Load and faults").
+# difference a request between 2 and 3 workers (bench/README.md).
 workers = env_count("WEB_CONCURRENCY", 2)
 
 # Threads let one worker overlap storage I/O (S3 round trips) with predictions,
