@@ -9,9 +9,22 @@ from __future__ import annotations
 
 from flask import Flask
 
-from digits import admin, api, bodies, config, errors, fastpath, logs, malloc, pages, security
+from digits import (
+    addons,
+    admin,
+    api,
+    bodies,
+    config,
+    errors,
+    fastpath,
+    logs,
+    malloc,
+    pages,
+    security,
+)
 from digits.cli_dataset import dataset_group
 from digits.cli_models import models_group
+from digits.cli_release import release_command
 from digits.cli_train import evaluate_command, train_command
 from digits.cli_trainer import trainer_command
 from digits.serving import service_for
@@ -37,7 +50,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 def add_services(app: Flask) -> None:
     """Storage, and the nets served by LiteRT (loaded on first use, kept current by a thread)."""
     app.extensions["storage"] = app.config.get("STORAGE") or open_storage(
-        app.config["STORAGE_URL"], app.config["AWS_ENDPOINT_URL"]
+        app.config["STORAGE_URL"],
+        app.config["AWS_ENDPOINT_URL"],
+        addons.credentials_for(app.config),  # a storage add-on's keys, when it is STORAGE_URL's
     )
     malloc.keep_buffers()  # each drawing's 160 kB buffers: reused, not mmapped afresh
     app.extensions["models"] = service_for(app.config, app.extensions["storage"])
@@ -68,6 +83,8 @@ def add_blueprints(app: Flask) -> None:
 
 
 def add_commands(app: Flask) -> None:
-    """flask dataset|train|evaluate|trainer|models (TensorFlow loads only when one runs)."""
-    for command in (dataset_group, train_command, evaluate_command, trainer_command, models_group):
+    """flask dataset|train|evaluate|trainer|models (TensorFlow loads only when one runs), and
+    release, Heroku's release phase (digits/cli_release.py)."""
+    commands = (dataset_group, train_command, evaluate_command, trainer_command, models_group)
+    for command in (*commands, release_command):
         app.cli.add_command(command)

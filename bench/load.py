@@ -3,12 +3,19 @@
     .venv/bin/python bench/load.py              # each backend: closed loop, then 625 req/s
     .venv/bin/python bench/load.py --quick      # 5 s per run, for a short check
     .venv/bin/python bench/load.py --backend local --duration 30
+    .venv/bin/python bench/load.py --idle 0,48   # each run without, then with 48 idle connections
 
-Per backend: start gunicorn with gunicorn.conf.py (3 gthread workers) on 127.0.0.1, rate
-limits off through the environment, warm the workers, then run the clients for the duration:
-80% POST /api/predict, 10% POST /hook, 10% POST /api/feedback on ids from earlier predicts.
-Afterwards gunicorn is stopped and storage is read back: every save answered 201 must be
-there, and nothing else. The S3 run starts its own moto_server on a free port.
+Per backend: start gunicorn with gunicorn.conf.py (2 gthread workers, as Heroku's standard-1x)
+on 127.0.0.1, rate limits off through the environment, warm the workers, then run the clients
+for the duration: 80% POST /api/predict, 10% POST /hook, 10% POST /api/feedback on ids from
+earlier predicts. Afterwards gunicorn is stopped and storage is read back: every save answered
+201 must be there, and nothing else. The S3 run starts its own moto_server on a free port.
+
+`--idle N` (or a list, `0,48`: each run once per count, the first as the baseline) first opens N
+more connections, makes one request on each and leaves them idle for
+the whole run, as Heroku's router leaves its connections to a dyno (for up to 90 s). After the
+run each is used once more: the table says how many the server kept open and how many then
+answered, and the load columns show whether the idle ones held back the clients.
 
 The client is one asyncio loop over raw sockets with every request body pre-encoded, so it
 costs little of the 2 cores it shares with the server. Gunicorn runs under `nice` (SERVER_NICE):
@@ -241,6 +248,54 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
     return status, body, b"\r\nconnection: close" in lower
 
 
+class IdleConnections:
+    """Connections that made one request and then wait, as the router's pooled ones do."""
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port = port
+        self.count = count
+        self.open: list[tuple] = []  # (reader, writer) the server said it keeps alive
+        self.answered_after = 0  # of those, how many answered a request after the run
+        self.idle_seconds = 0.0
+
+    def request(self) -> bytes:
+        return f"GET /healthz HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n\r\n".encode()
+
+    async def exchange(self, connection: tuple) -> tuple[int, bool]:
+        connection[1].write(self.request())
+        status, _body, closing = await read_response(connection[0])
+        return status, closing
+
+    async def start(self) -> None:
+        """Open them all, one request each; keep those the server did not close."""
+        for _ in range(self.count):
+            connection = await asyncio.open_connection(HOST, self.port)
+            status, closing = await self.exchange(connection)
+            if status == 200 and not closing:
+                self.open.append(connection)
+            else:
+                close(connection)
+        self.started = time.perf_counter()
+
+    async def reuse(self) -> None:
+        """Send one more request on each kept connection, as the router would reuse it."""
+        self.idle_seconds = time.perf_counter() - self.started if self.count else 0.0
+        for connection in self.open:
+            try:
+                status, _closing = await asyncio.wait_for(self.exchange(connection), 10)
+                self.answered_after += status == 200
+            except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+                pass
+            close(connection)
+
+
+async def run_with_idle(clients: Clients, idle: IdleConnections) -> Results:
+    await idle.start()
+    results = await clients.run()
+    await idle.reuse()
+    return results
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -363,7 +418,9 @@ def models_dir(scratch: Path) -> tuple[str, str]:
     return str(tiny), "TINY test nets (models/ is empty): predictions cost less than real ones"
 
 
-def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_dir: Path) -> dict:
+def run_backend(
+    backend: str, rate: float | None, idle_count: int, args: argparse.Namespace, out_dir: Path
+) -> dict:
     """One run. Its scratch folder (storage, models) is left for `main` to delete at the end."""
     port = free_port()
     scratch = Path(tempfile.mkdtemp(prefix=f"{backend}-", dir=args.scratch))
@@ -403,7 +460,8 @@ def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_
             client_cpu = time.process_time()
             machine = machine_ticks()
             clients = Clients(port, args.clients, args.duration, rate)
-            results = asyncio.run(clients.run())
+            idle = IdleConnections(port, idle_count)
+            results = asyncio.run(run_with_idle(clients, idle))
             results.server_cpu = cpu_seconds(server_pids(server, moto)) - server_cpu
             results.moto_cpu = moto.cpu_seconds() - moto_cpu if moto else 0.0
             results.client_cpu = time.process_time() - client_cpu
@@ -414,6 +472,12 @@ def run_backend(backend: str, rate: float | None, args: argparse.Namespace, out_
         storage = open_storage(env["STORAGE_URL"], env.get("AWS_ENDPOINT_URL"))
         stored = set(dataset.names(storage))
         row = summarise(backend, args, results, stored, load_before)
+        row |= {
+            "idle": idle.count,
+            "idle_kept": len(idle.open),
+            "idle_answered": idle.answered_after,
+        }
+        row |= {"idle_seconds": idle.idle_seconds}
         return {**row, "rate": f"{rate:.0f}/s" if rate else "max", "models": models_note}
     finally:
         if moto:
@@ -469,6 +533,10 @@ COLUMNS = [  # (heading, how to show a row's value)
     ("offered", lambda r: r["rate"]),
     ("s", lambda r: f"{r['seconds']:.0f}"),
     ("clients", lambda r: str(r["clients"])),
+    (
+        "idle connections: kept / answered after (idle s)",
+        lambda r: f"{r['idle']}: {r['idle_kept']} / {r['idle_answered']} ({r['idle_seconds']:.0f})",
+    ),
     ("requests", lambda r: str(r["requests"])),
     ("predictions/s", lambda r: f"{r['predict_rate']:.0f}"),
     ("predict p50 ms", lambda r: f"{r['predict_p50']:.1f}"),
@@ -518,6 +586,7 @@ def verdicts(rows: list[dict]) -> list[str]:
             f"predict p99 ≤ {TARGET_P99_MS:.0f} ms": r["predict_p99"] <= TARGET_P99_MS,
             f"all requests p99 ≤ {TARGET_P99_MS:.0f} ms": r["all_p99"] <= TARGET_P99_MS,
             "0 errors": r["errors"] == 0,
+            "every idle connection kept open answers after": r["idle_answered"] == r["idle_kept"],
             "feedback in the mix": r["feedbacks"] > 0,
             "every 201 stored, nothing else": r["audit_ok"],
         }
@@ -536,11 +605,14 @@ def all_runs(backends: list[str], args: argparse.Namespace) -> list[dict]:
     rows = []
     for backend in backends:
         for rate in parse_rates(args.s3_rates if backend == "s3" else args.rates):
-            offered = f"{rate:.0f} requests/s" if rate else "as fast as answered"
-            print(
-                f"{backend}: {args.clients} clients, {offered}, {args.duration:.0f} s", flush=True
-            )
-            rows.append(run_backend(backend, rate, args, args.out))
+            for idle in args.idle:
+                offered = f"{rate:.0f} requests/s" if rate else "as fast as answered"
+                print(
+                    f"{backend}: {args.clients} clients, {offered}, {idle} idle connections, "
+                    f"{args.duration:.0f} s",
+                    flush=True,
+                )
+                rows.append(run_backend(backend, rate, idle, args, args.out))
     return rows
 
 
@@ -548,7 +620,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per run")
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--workers", type=int, help="default: gunicorn.conf.py's (3)")
+    parser.add_argument("--workers", type=int, help="default: gunicorn.conf.py's (2)")
+    parser.add_argument(
+        "--idle",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[0],
+        help="idle keep-alive connections held open during each run; a list runs each count",
+    )
     parser.add_argument("--backend", choices=["local", "s3", "both"], default="both")
     parser.add_argument(
         "--rates",
@@ -585,6 +663,7 @@ def main() -> int:
             "",
             f"gunicorn (gunicorn.conf.py{f', {args.workers} workers' if args.workers else ''}"
             f"{', plus ' + args.gunicorn if args.gunicorn else ''}) on {HOST}, "
+            f"idle keep-alive connections held open through each run: {args.idle}, "
             f"{os.cpu_count()} cores shared with the client (and moto for S3); "
             "mix 80% predict / 10% save / 10% feedback; keep-alive connections. "
             "Offered 'max' is a closed loop (each client sends when answered: the most the "
@@ -601,7 +680,13 @@ def main() -> int:
     )
     print(report)
     (args.out / "load.md").write_text(report)
-    ok = all(r["errors"] == 0 and r["audit_ok"] and r["feedbacks"] > 0 for r in rows)
+    ok = all(
+        r["errors"] == 0
+        and r["audit_ok"]
+        and r["feedbacks"] > 0
+        and r["idle_answered"] == r["idle_kept"]
+        for r in rows
+    )
     return 0 if ok else 1
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 
 import click
@@ -53,6 +54,7 @@ def trainer_command(
     once: bool, interval: float, margin: float | None, learning_rate: float | None
 ) -> None:
     """Fine-tune both nets on new corrections; publish only candidates that pass the gate."""
+    require_mnist_on_a_dyno()  # before TensorFlow's import: a missing slug file fails at once
     from digits.cli_train import quiet_tensorflow
 
     # Before TensorFlow's import: it adds a handler of its own (each line twice) unless the
@@ -75,6 +77,18 @@ def trainer_command(
         except Exception:  # storage down, a bad record...: log it, keep serving the loop
             logging.getLogger("digits.trainer").exception("trainer: update failed; will retry")
         time.sleep(interval)
+
+
+def require_mnist_on_a_dyno() -> None:
+    """On Heroku MNIST comes with the slug (bin/post_compile). Fetching it at boot instead would
+    make every start of the trainer (dynos restart daily) depend on a package registry."""
+    from digits import mnist
+
+    if os.environ.get("DYNO") and not mnist.present():
+        raise click.ClickException(
+            f"MNIST is not in the slug ({mnist.DEFAULT_CACHE_DIR}): bin/post_compile puts it "
+            "there at build time; redeploy, and check the build log for that step"
+        )
 
 
 def trainer_settings(margin: float | None, learning_rate: float | None):

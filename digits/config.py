@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from digits import settings
+from digits import addons, settings
 from digits.security import parse_origins, parse_rate
 from digits.settings import BadSetting, on_off, seconds, whole_number
 from digits.storage import check_url
@@ -48,12 +48,34 @@ class Setting:
     meaning: str
 
 
+def default_storage_url(app: Flask) -> str:
+    """A storage add-on's bucket when one is attached (digits/addons.py), else a local folder."""
+    addon = addons.attached(app.config)
+    return addon.url if addon else os.path.join(app.instance_path, "storage")
+
+
+# The storage add-ons' own variables, set by Heroku when one is attached. Before STORAGE_URL:
+# its default reads them. Only CLOUDCUBE_URL has a shape to check.
+ADDON_SETTINGS = tuple(
+    Setting(name, text, None, "set by the Bucketeer add-on") for name in addons.BUCKETEER
+) + tuple(
+    Setting(
+        name,
+        addons.check_cloudcube_url if name == "CLOUDCUBE_URL" else text,
+        None,
+        "set by the Cloudcube add-on",
+    )
+    for name in addons.CLOUDCUBE
+)
+
 SETTINGS = (
+    *ADDON_SETTINGS,
     Setting(
         "STORAGE_URL",
         storage_url,
-        lambda app: os.path.join(app.instance_path, "storage"),
-        "where drawings, feedback and model versions live: a folder or s3://bucket/prefix",
+        default_storage_url,
+        "where drawings, feedback and model versions live: a folder or s3://bucket/prefix; "
+        "unset: a storage add-on's, else instance/storage",
     ),
     Setting("AWS_ENDPOINT_URL", text, None, "another S3-compatible server than AWS (MinIO, R2…)"),
     Setting("MODELS_DIR", text, lambda app: str(ROOT / "models"), "the folder of the shipped nets"),

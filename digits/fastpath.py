@@ -26,6 +26,7 @@ from flask import Flask
 
 from digits import logs, predict, security
 from digits.bodies import BadInput, WSGIApp, json_object, refusal
+from digits.origin import cross_site
 from digits.preprocess import Drawing
 from digits.serving import ModelsUnavailable, Recognizer
 
@@ -78,6 +79,8 @@ class FastPredict:
             return False  # Flask refuses it, in the same words
         if ("POST", PATH) in self.app.extensions.get("rate_limiters", {}):
             return False  # predictions are not limited today; if they are, Flask does it
+        if cross_site(environ, allowed=[]) is not None:
+            return False  # Flask refuses it (with CORS on, Flask answers every prediction)
         return not (self.cors or self.app.debug or self.app.json.compact is False)
 
     def drawing(self, body: bytes) -> tuple[bytes, Drawing] | None:

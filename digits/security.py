@@ -25,6 +25,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from digits import settings
 from digits.bodies import WSGIApp
+from digits.origin import init_app as refuse_cross_site_changes
 
 # Self only. `img-src data:` because the page previews drawings as data: URLs;
 # no 'unsafe-inline' anywhere, so an injected <script> or style attribute never runs.
@@ -125,6 +126,8 @@ class TokenBucketLimiter:
 
 def init_app(app: Flask) -> None:
     init_cors(app)
+    # Before the rate limits: a refused cross-site request spends nobody's tokens.
+    refuse_cross_site_changes(app, app.config["CORS_ORIGINS"])
     init_rate_limits(app)
     app.after_request(add_security_headers)
 

@@ -230,10 +230,19 @@ def _fsync_dir(path: Path) -> None:
 class S3Storage:
     """An S3 bucket and prefix. The boto3 client is made on first use, not at import."""
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.endpoint_url = endpoint_url
+        # boto3.client's keys and region (a storage add-on's, digits/addons.py); without them
+        # boto3 finds its own (AWS_ACCESS_KEY_ID, AWS_DEFAULT_REGION, ...).
+        self.credentials = credentials or {}
         self.url = f"s3://{bucket}/{self.prefix}"
         self._client = None
 
@@ -248,7 +257,9 @@ class S3Storage:
             # so it meant three tries; "total_max_attempts" counts them all.)
             retries = {"total_max_attempts": 2, "mode": "standard"}
             config = Config(connect_timeout=2, read_timeout=3, retries=retries)
-            self._client = boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
+            self._client = boto3.client(
+                "s3", endpoint_url=self.endpoint_url, config=config, **self.credentials
+            )
         return self._client
 
     def put(
@@ -338,12 +349,14 @@ class _translate_errors:
         return False
 
 
-def open_storage(url: str, endpoint_url: str | None = None) -> Storage:
-    """`s3://bucket/prefix` selects S3; a plain path or `file://path` selects a local folder.
-    Any other STORAGE_URL raises BadSetting."""
+def open_storage(
+    url: str, endpoint_url: str | None = None, credentials: dict[str, str] | None = None
+) -> Storage:
+    """`s3://bucket/prefix` selects S3 (reached with `credentials` when given); a plain path or
+    `file://path` selects a local folder. Any other STORAGE_URL raises BadSetting."""
     parsed = urlparse(check_url(url))
     if parsed.scheme == "s3":
-        return S3Storage(parsed.netloc, parsed.path, endpoint_url)
+        return S3Storage(parsed.netloc, parsed.path, endpoint_url, credentials)
     if parsed.scheme == "file":
         return LocalStorage(parsed.path)
     return LocalStorage(url)

@@ -166,3 +166,13 @@ def start_gunicorn(port: int, storage_dir: Path, models_dir: Path, **settings: s
 def worker_pids(master: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
     return [int(pid) for pid in found.stdout.split()]
+
+
+def stored_files(storage_dir):
+    if not storage_dir.exists():
+        return []
+    return sorted(
+        p.relative_to(storage_dir).as_posix()
+        for p in storage_dir.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )

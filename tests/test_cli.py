@@ -115,6 +115,7 @@ MALFORMED_SETTINGS = [
     ("MODEL_WATCH", "sometimes", ON_OFF),
     ("CORS_ORIGINS", "a.example", "use origins such as https://a.example, comma-separated"),
     ("CORS_ORIGINS", "https://a.example,https://b.example/page", "use origins such as"),
+    ("CLOUDCUBE_URL", "cube42", "use https://BUCKET.s3.amazonaws.com/CUBE"),
 ]
 
 

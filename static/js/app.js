@@ -245,7 +245,8 @@
     return D.errorMessage(xhr, 'Your answer was not saved');
   }
 
-  /* The consent box starts ticked; whatever the person chose last is remembered in this browser. */
+  /* The consent box starts unticked (a ticked box is not consent under the GDPR); whatever the
+     person chose last is remembered in this browser. */
   function restoreConsent() {
     var saved = null;
     try { saved = window.localStorage.getItem(CONSENT_KEY); } catch (e) { /* storage disabled */ }

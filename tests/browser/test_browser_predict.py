@@ -14,7 +14,7 @@ def test_predict_and_confirm(page, live_server):
 
     feedback = page.locator("#feedback")
     expect(feedback).to_be_visible()
-    expect(page.locator("#consent")).to_be_checked()
+    expect(page.locator("#consent")).not_to_be_checked()  # a pre-ticked box is not consent
     # Say the CNN was right (the first answer button is "Yes" or the first net's digit).
     page.locator(f'#feedback-answers button[data-answer="{answers["fnn"]}"]').click()
     expect(page.locator("#status")).to_contain_text("Thanks! Recorded as a")
@@ -180,11 +180,13 @@ def test_a_slow_server_is_not_called_unreachable(page, live_server):
 
 
 def test_the_consent_choice_is_remembered(page, live_server):
-    """Ticked at first; unticked once, it stays unticked on the next visit, and is sent so."""
+    """Unticked at first; ticked then unticked, it stays unticked on the next visit, and is
+    sent so."""
     page.goto(live_server.url + "/")
     mouse_draw(page, mnist_digit(7))
     expect_answers(page)
-    expect(page.locator("#consent")).to_be_checked()
+    expect(page.locator("#consent")).not_to_be_checked()
+    page.locator("#consent").check()
     page.locator("#consent").uncheck()
 
     page.goto(live_server.url + "/")
