@@ -1,4 +1,5 @@
-"""Helpers the tests share (conftest.py holds the fixtures): ports, servers, drawings, tiny nets."""
+"""Helpers the tests share (conftest.py holds the fixtures): ports, servers (S3 and a throw-away
+PostgreSQL), drawings, tiny nets."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -176,3 +178,81 @@ def stored_files(storage_dir):
         for p in storage_dir.rglob("*")
         if p.is_file() and not p.name.startswith(".")
     )
+
+
+# --- a throw-away PostgreSQL server ------------------------------------------------------------
+
+POSTGRES_BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def postgres_missing() -> str:
+    """Why no PostgreSQL server can be started here, or "" if one can."""
+    if not (POSTGRES_BIN / "initdb").exists():
+        return f"no PostgreSQL: {POSTGRES_BIN}/initdb is missing (apt-get install postgresql)"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root without runuser: initdb cannot run as the postgres user"
+    return ""
+
+
+class PostgresServer:
+    """A cluster in a temporary folder, on 127.0.0.1 and a free port, trusting local users.
+
+    As root, it runs as the `postgres` user (initdb refuses root); as anyone else, as them.
+    Durability is off: the cluster lives only as long as the tests.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="digits-pg-"))
+        self.data = self.dir / "data"
+        self.databases = 0
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, cwd=self.dir)
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run(
+            str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"
+        )
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        log = str(self.dir / "server.log")
+        self._run(
+            str(POSTGRES_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            log,
+            "-w",
+            "start",
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        """As Heroku writes it (`postgres://`): digits.db must read that too."""
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """The URL of a new, empty database."""
+        import sqlalchemy as sa
+
+        from digits import db
+
+        self.databases += 1
+        name = f"digits_{self.databases}"
+        engine = sa.create_engine(db.database_url(self.url()), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        engine.dispose()
+        return self.url(name)
