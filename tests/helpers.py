@@ -182,7 +182,16 @@ def stored_files(storage_dir):
 
 # --- a throw-away PostgreSQL server ------------------------------------------------------------
 
-POSTGRES_BIN = Path(os.environ.get("POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+
+def postgres_bin() -> Path:
+    """Debian's newest PostgreSQL (15 on bookworm), or POSTGRES_BIN."""
+    if os.environ.get("POSTGRES_BIN"):
+        return Path(os.environ["POSTGRES_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+POSTGRES_BIN = postgres_bin()
 
 
 def postgres_missing() -> str:
