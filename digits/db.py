@@ -87,6 +87,7 @@ drawings = sa.Table(
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index(None, "deleted", "sort_key"),
     sa.Index(None, "label", "deleted", "sort_key"),
+    sa.Index(None, "prediction_id"),  # which feedback drawings were copied (records.uncopied)
 )
 
 # The trainer's progress: a row per net and sample it has dealt with (learned, rejected,

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine
 
-from digits import dataset, db, feedback, records
+from digits import dataset, db, feedback, progress, records
 from digits.storage import Storage
 
-MARKERS = "trainer/"  # digits/learner.py writes them: trainer/<net>/<prediction id>.json
 NETS = records.NETS
 
 
@@ -92,7 +91,7 @@ def deleted_rows(storage: Storage, copied: dict[str, str]) -> Iterator[dict]:
 
 
 def progress_rows(storage: Storage, net: str) -> Iterator[dict]:
-    prefix = f"{MARKERS}{net}/"
+    prefix = f"{progress.MARKERS}{net}/"
     ids = [k[len(prefix) : -len(".json")] for k in storage.list(prefix) if k.endswith(".json")]
 
     def read(prediction_id: str) -> dict:

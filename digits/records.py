@@ -376,6 +376,20 @@ def held_out_ids(conn: Connection, limit: int) -> list[str]:
     return sorted(conn.execute(chosen).scalars())
 
 
+def uncopied(conn: Connection, limit: int = CHUNK) -> list[str]:
+    """Ids of consented feedback with a drawing that has no row in the dataset's index (a
+    deleted one keeps its row): the dataset copies to make again."""
+    f, d = db.feedback, db.drawings
+    missing = ~sa.exists().where(d.c.prediction_id == f.c.prediction_id)
+    chosen = (
+        sa.select(f.c.prediction_id)
+        .where(f.c.consent.is_(True), f.c.has_image.is_(True), missing)
+        .order_by(f.c.prediction_id)
+        .limit(limit)
+    )
+    return list(conn.execute(chosen).scalars())
+
+
 def in_chunks(fetch: Callable[[str], list[str]]) -> Iterator[list[str]]:
     """Each chunk `fetch(after)` gives, keyset-paged by its last id, until one comes back empty."""
     after = ""

@@ -37,6 +37,9 @@ def upgrade() -> None:
             ["label", "deleted", "sort_key"],
             unique=False,
         )
+        batch_op.create_index(
+            batch_op.f("ix_drawings_prediction_id"), ["prediction_id"], unique=False
+        )
 
     op.create_table(
         "feedback",
@@ -84,6 +87,7 @@ def downgrade() -> None:
     op.drop_table("feedback_tally")
     op.drop_table("feedback")
     with op.batch_alter_table("drawings", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_drawings_prediction_id"))
         batch_op.drop_index(batch_op.f("ix_drawings_label_deleted_sort_key"))
         batch_op.drop_index(batch_op.f("ix_drawings_deleted_sort_key"))
 
