@@ -225,6 +225,11 @@ def index_drawing(conn: Connection, meta: dict) -> None:
     conn.execute(statement)
 
 
+def indexer(conn: Connection) -> Callable[[dict], None]:
+    """dataset.save_drawing's `on_saved`: the drawing's row, in this connection's transaction."""
+    return lambda meta: index_drawing(conn, meta)
+
+
 def mark_deleted(conn: Connection, name: str) -> bool:
     """Whether the drawing was in the index and is now marked deleted."""
     d = db.drawings

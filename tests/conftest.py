@@ -19,6 +19,16 @@ def storage_dir(tmp_path: Path) -> Path:
     return tmp_path / "storage"
 
 
+@pytest.fixture(autouse=True)
+def database_file(tmp_path: Path, monkeypatch) -> str:
+    """Each test's own embedded database, made and upgraded by create_app: through the
+    environment, so every app a test makes (and any server it starts) uses it, never the
+    repository's instance/ folder."""
+    url = f"sqlite:///{tmp_path / 'records' / 'digits.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
 @pytest.fixture
 def make_app(storage_dir: Path):
     """make_app(**settings): the app with TESTING on, its storage in storage_dir unless given."""

@@ -1,5 +1,5 @@
 """Helpers the tests share (conftest.py holds the fixtures): ports, servers (S3 and a throw-away
-PostgreSQL), drawings, tiny nets."""
+PostgreSQL), drawings, tiny nets, a drawing saved into storage and the app's index."""
 
 from __future__ import annotations
 
@@ -181,6 +181,16 @@ def stored_files(storage_dir):
 
 
 # --- a throw-away PostgreSQL server ------------------------------------------------------------
+
+
+def save_indexed(app, png: bytes, label: str, source: str = "collect", **extra) -> str:
+    """dataset.save_drawing into the app's storage, its row into the app's database."""
+    from digits import dataset, db, records
+
+    with db.writing(db.engine_of(app)) as conn:
+        return dataset.save_drawing(
+            app.extensions["storage"], png, label, source, on_saved=records.indexer(conn), **extra
+        )
 
 
 def postgres_bin() -> Path:

@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from digits import dataset, db, feedback, rebuild, records, stats
+from digits import dataset, db, feedback, rebuild, records
 from digits.storage import LocalStorage
 from tests.conftest import drawing_png
-from tests.test_records import random_records, table_rows
+from tests.test_records import random_records, reference_stats, table_rows
 
 TABLES = (db.feedback, db.feedback_tally, db.drawings, db.trainer_progress)
 
@@ -98,12 +98,8 @@ def test_an_existing_deployment_moves_onto_the_database(store, engine):
         tally = records.counts(conn)
         page, total = records.gallery_page(conn, None, 1, 48)
         pending = {net: records.pending(conn, net) for net in records.NETS}
-    every = stats.all_records(store)
-    stats.clear_cache()
-    labelled = [r for r in every if r["digit"] is not None]
-    assert answer["totals"] == stats.totals(every, labelled)
-    assert answer["timeline"] == stats.timeline(labelled)
-    assert answer["confusion"] == {net: stats.confusion(labelled, net) for net in records.NETS}
+    every = [feedback.load(store, i) for i in feedback.ids(store)]
+    assert answer == reference_stats(every)
     assert tally == dataset.counts(store)
     names = dataset.newest_first(dataset.names(store))
     assert total == len(names) and [item["name"] for item in page] == names[:48]
