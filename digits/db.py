@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,6 +122,20 @@ def database_url(url: str) -> str:
     return url
 
 
+def check_url(name: str, value: object) -> str:
+    """A DATABASE_URL SQLAlchemy can use: sqlite:///path, or postgres(ql)://… (BadSetting)."""
+    from digits.settings import refused
+
+    url = database_url(str(value).strip())
+    try:
+        dialect = sa.engine.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        dialect = None
+    if dialect not in ("sqlite", "postgresql"):
+        raise refused(name, value, "sqlite:///path/to/file or postgres://user:password@host/db")
+    return url
+
+
 def default_url(instance_path: str) -> str:
     return f"sqlite:///{Path(instance_path) / 'digits.sqlite3'}"
 
@@ -191,6 +204,16 @@ def writing(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+def answers(engine: Engine) -> bool:
+    """Whether the database answers a trivial query (for /healthz)."""
+    try:
+        with reading(engine) as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except DatabaseUnavailable:
+        return False
+    return True
+
+
 # --- migrations ------------------------------------------------------------------------------
 
 
@@ -250,17 +273,13 @@ def upgrade_embedded(engine: Engine) -> None:
 
 
 def init_app(app) -> None:
-    """The engine from DATABASE_URL (the environment's first), else SQLite in the instance
-    folder, which is upgraded here; and the `flask db` commands."""
-    url = app.config.get("DATABASE_URL") or os.environ.get("DATABASE_URL")
-    url = url or default_url(app.instance_path)
-    engine = app.config.get("DATABASE_ENGINE") or make_engine(url)
+    """The engine from the DATABASE_URL setting (digits/config.py: SQLite in the instance
+    folder when unset), which is upgraded here when it is that embedded SQLite."""
+    url = app.config.get("DATABASE_URL") or default_url(app.instance_path)
+    engine = make_engine(check_url("DATABASE_URL", url))
     app.extensions["db"] = engine
-    if is_sqlite(engine) and app.config.get("DATABASE_UPGRADE", True):
+    if is_sqlite(engine):
         upgrade_embedded(engine)
-    from digits.cli_db import db_group
-
-    app.cli.add_command(db_group)
 
 
 def engine_of(app) -> Engine:

@@ -236,6 +236,13 @@ class PostgresServer:
         self._run(
             str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"
         )
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: an outage."""
+        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -255,7 +262,7 @@ class PostgresServer:
         wait_for_port(self.port)
 
     def stop(self) -> None:
-        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.pause()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, database: str = "postgres") -> str:
