@@ -42,6 +42,17 @@ def test_procfile_serves_the_factory_with_gunicorn():
     assert "web: gunicorn 'main:create_app()'" in lines
 
 
+def test_heroku_provisions_postgres_and_upgrades_it_before_each_release():
+    import json
+
+    release = [
+        line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("release:")
+    ]
+    assert len(release) == 1 and "flask --app main db upgrade" in release[0]
+    addons = json.loads((ROOT / "app.json").read_text())["addons"]
+    assert any(addon["plan"].startswith("heroku-postgresql") for addon in addons)
+
+
 def test_requirements_are_pinned_and_use_tensorflow_cpu():
     lines = [
         line.split("#")[0].strip()
