@@ -58,8 +58,9 @@ from bench.load import (  # noqa: E402
     warm_up,
 )
 from digits import dataset, db, feedback, predictions, rebuild, records  # noqa: E402
+from digits.nets import NETS  # noqa: E402
 from digits.storage import LocalStorage, open_storage  # noqa: E402
-from tests.conftest import data_url, free_port, worker_pids  # noqa: E402
+from tests.helpers import data_url, free_port, worker_pids  # noqa: E402
 
 WRITERS = 16  # storage writes in flight while filling
 PNGS = [base64.b64encode(page_png(lines)).decode() for lines in STROKES]
@@ -87,13 +88,13 @@ def feedback_record(i: int, rng: random.Random, consent: bool, start: datetime) 
     digit = rng.choice([*range(10), None])
     said = {
         net: digit if digit is not None and rng.random() < 0.9 else rng.randrange(10)
-        for net in records.NETS
+        for net in NETS
     }
     prediction = {
         "id": predictions.new_id(moment),
         "created": moment.isoformat(),
         "versions": {"fnn": rng.choice(["original", "v1"]), "cnn": "original"},
-        **{net: output(said[net]) for net in records.NETS},
+        **{net: output(said[net]) for net in NETS},
         "image": PNGS[i % len(PNGS)],
     }
     record = feedback.build_record(prediction, digit, consent)
@@ -151,7 +152,7 @@ def fill(storage, engine, have: Filled, feedback_n: int, drawings_n: int) -> flo
         rows = (records.drawing_row(meta) for meta in copies + collected)
         rebuild.insert_all(conn, db.drawings, rows)
         learnable = [r["id"] for r in new if r["consent"] and r["digit"] is not None]
-        for net in records.NETS:
+        for net in NETS:
             records.mark(conn, net, learnable, "learned", "v1")
     have.feedback = feedback_n
     return time.monotonic() - started

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection, Engine
 
 from digits import dataset, db, feedback, progress, records
+from digits.nets import NETS
 from digits.storage import Storage
-
-NETS = records.NETS
 
 
 @dataclass

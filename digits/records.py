@@ -16,10 +16,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from digits import db
+from digits.dataset import LABELS
 from digits.holdout import feedback_held_out
+from digits.nets import NETS
 
-NETS = ("fnn", "cnn")
-LABELS = [str(d) for d in range(10)] + ["none"]
 NOT_A_DIGIT = -1  # the tallies' "truth" for "not a digit"
 CHUNK = 500  # the trainer's ids per query: its memory must not grow with the backlog
 

@@ -7,18 +7,21 @@ import base64
 import io
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from flask import Flask
 from PIL import Image, ImageDraw
 
-from digits import registry
+from digits import db, feedback, records, registry
 from digits.nets import NETS
 from main import create_app
 
@@ -282,3 +285,91 @@ class PostgresServer:
             conn.exec_driver_sql(f"CREATE DATABASE {name}")
         engine.dispose()
         return self.url(name)
+
+
+# --- feedback records for the records database ------------------------------------------------
+
+
+def records_prediction(pid: str, fnn: int, cnn: int, versions: dict | None = None) -> dict:
+    def output(digit: int) -> dict:
+        probabilities = [0.01] * 10
+        probabilities[digit] = 0.91
+        return {"digit": digit, "probabilities": probabilities}
+
+    return {
+        "id": pid,
+        "created": "2026-11-24T10:00:00+00:00",
+        "versions": versions or {"fnn": "original", "cnn": "original"},
+        "fnn": output(fnn),
+        "cnn": output(cnn),
+        "empty": False,
+        "image": base64.b64encode(drawing_png()).decode(),
+    }
+
+
+def random_records(count: int, seed: int = 0) -> list[dict]:
+    """Feedback records as digits/feedback.py builds them, over days, versions and answers."""
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    out = []
+    for i in range(count):
+        digit = rng.choice([*range(10), None])
+        said = {
+            net: digit if digit is not None and rng.random() < 0.8 else rng.randrange(10)
+            for net in NETS
+        }
+        versions = {"fnn": rng.choice(["original", "v1"]), "cnn": rng.choice(["original", "v2"])}
+        pid = f"p{i:05d}"
+        record = feedback.build_record(
+            records_prediction(pid, said["fnn"], said["cnn"], versions), digit, rng.random() < 0.7
+        )
+        moment = start + timedelta(
+            seconds=rng.randrange(4 * 86400), microseconds=rng.randrange(10**6)
+        )
+        record["created"] = moment.isoformat()
+        out.append(record)
+    return out
+
+
+def reference_stats(given: list[dict]) -> dict:
+    """What /api/stats said before the database, computed from every record in Python (the
+    code stats.py had): the oracle the SQL aggregates must equal."""
+    labelled = [r for r in given if r["digit"] is not None]
+    totals = {"feedback": len(given)}
+    for net in NETS:
+        right = sum(1 for r in labelled if r[net]["digit"] == r["digit"])
+        totals[net] = records.tally(right, len(labelled))
+    groups: dict[tuple[str, str, str], list] = {}
+    for r in labelled:
+        answered = datetime.fromisoformat(r["created"]).timestamp()
+        for net in NETS:
+            version = r.get("versions", {}).get(net, "original")
+            sums = groups.setdefault((r["created"][:10], net, version), [0, 0, 0.0])
+            sums[0] += r[net]["digit"] == r["digit"]
+            sums[1] += 1
+            sums[2] += answered
+    timeline = [
+        {"date": date, "time": records.mean_time(seconds / total), "net": net, "version": version}
+        | records.tally(correct, total)
+        for (date, net, version), (correct, total, seconds) in sorted(groups.items())
+    ]
+    confusion = {net: [[0] * 10 for _ in range(10)] for net in NETS}
+    for r in labelled:
+        for net in NETS:
+            confusion[net][r["digit"]][r[net]["digit"]] += 1
+    per_digit = {
+        net: [m[d][d] / sum(m[d]) if sum(m[d]) else None for d in range(10)]
+        for net, m in confusion.items()
+    }
+    return {"totals": totals, "timeline": timeline, "per_digit": per_digit, "confusion": confusion}
+
+
+def record_all(engine, items: list[dict]) -> None:
+    for record in items:
+        with records.feedback_once(engine, record):
+            pass
+
+
+def table_rows(engine, table: sa.Table) -> list[tuple]:
+    with db.reading(engine) as conn:
+        return sorted(conn.execute(sa.select(table)).all())

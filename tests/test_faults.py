@@ -378,7 +378,7 @@ def test_two_trainers_lose_no_update_s3(s3_server, s3_url):
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_database_outage_saves_nothing_answers_503_then_recovers(
-    postgres_server, tmp_path, tiny_models
+    postgres_server, make_app, tmp_path, tiny_models
 ):
     from digits import db
     from tests.helpers import PostgresServer
@@ -386,15 +386,7 @@ def test_database_outage_saves_nothing_answers_503_then_recovers(
     server = PostgresServer()  # our own, since we stop it; postgres_server skips without one
     server.start()
     try:
-        app = create_app(
-            {
-                "TESTING": True,
-                "STORAGE_URL": str(tmp_path / "storage"),
-                "DATABASE_URL": server.new_database(),
-                "MODELS_DIR": str(tiny_models),
-                **NO_LIMITS,
-            }
-        )
+        app = make_app(DATABASE_URL=server.new_database(), MODELS_DIR=str(tiny_models), **NO_LIMITS)
         db.upgrade(db.engine_of(app))
         client, storage = app.test_client(), app.extensions["storage"]
         drawing = {"imageBase64": data_url(drawing_png()), "digit": "7"}

@@ -24,7 +24,7 @@ from PIL import Image
 
 from digits import feedback, predictions
 from tests.fuzzing import CONTENT_TYPES, EXAMPLES, FUZZ, json_values, make_fuzz_app
-from tests.helpers import data_url, documented_schema, drawing_png, new_app
+from tests.helpers import data_url, documented_schema, drawing_png, free_port, new_app
 
 
 def png(size: tuple[int, int], mode: str = "RGB") -> bytes:
@@ -315,8 +315,6 @@ DATABASE_USERS = [
 def test_database_failures_match_their_documented_schemas(tmp_path, path, method, url, request_):
     """A database that does not answer (nothing listens on its port) gets the documented 503,
     and nothing is saved."""
-    from tests.conftest import free_port
-
     dead = f"postgres://postgres@127.0.0.1:{free_port()}/digits"
     app = make_fuzz_app(tmp_path / "storage", ADMIN_TOKEN="s3cret", DATABASE_URL=dead)
     client = app.test_client()

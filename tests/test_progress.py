@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from digits import dataset, db, feedback, progress, records
-from tests.test_records import random_records
+from tests.helpers import random_records
 
 
 def answered(storage, engine, count: int = 60) -> list[dict]:

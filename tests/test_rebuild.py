@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from flask import Flask
 
 from digits import dataset, db, feedback, rebuild, records
+from digits.cli_db import db_group
+from digits.nets import NETS
 from digits.storage import LocalStorage
-from tests.conftest import drawing_png
-from tests.test_records import random_records, reference_stats, table_rows
+from tests.helpers import drawing_png, free_port, random_records, reference_stats, table_rows
 
 TABLES = (db.feedback, db.feedback_tally, db.drawings, db.trainer_progress)
 
@@ -97,7 +98,7 @@ def test_an_existing_deployment_moves_onto_the_database(store, engine):
         answer = records.accuracy_stats(conn)
         tally = records.counts(conn)
         page, total = records.gallery_page(conn, None, 1, 48)
-        pending = {net: records.pending(conn, net) for net in records.NETS}
+        pending = {net: records.pending(conn, net) for net in NETS}
     every = [feedback.load(store, i) for i in feedback.ids(store)]
     assert answer == reference_stats(every)
     assert tally == dataset.counts(store)
@@ -119,6 +120,7 @@ def test_the_rebuild_command_replaces_the_records(tmp_path, database_url):
     app.config["DATABASE_URL"] = database_url
     app.extensions["storage"] = storage
     db.init_app(app)
+    app.cli.add_command(db_group)
     runner = app.test_cli_runner()
     result = runner.invoke(args=["db", "upgrade"])
     assert result.exit_code == 0, result.output
@@ -134,12 +136,11 @@ def test_the_rebuild_command_replaces_the_records(tmp_path, database_url):
 
 
 def test_commands_say_when_the_database_is_down(tmp_path):
-    from tests.conftest import free_port
-
     app = Flask(__name__, instance_path=str(tmp_path / "instance"))
     app.config["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{free_port()}/digits"
     app.extensions["storage"] = LocalStorage(tmp_path / "storage")
     db.init_app(app)
+    app.cli.add_command(db_group)
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.exit_code == 1
     assert "Error: storage is unavailable: database unavailable" in result.output

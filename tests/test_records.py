@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import multiprocessing
-import random
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,96 +11,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from digits import db, feedback, records
+from digits.dataset import LABELS
 from digits.storage import LocalStorage
-from tests.helpers import drawing_png
-
-PNG = base64.b64encode(drawing_png()).decode()
-
-
-def prediction(pid: str, fnn: int, cnn: int, versions: dict | None = None) -> dict:
-    def output(digit: int) -> dict:
-        probabilities = [0.01] * 10
-        probabilities[digit] = 0.91
-        return {"digit": digit, "probabilities": probabilities}
-
-    return {
-        "id": pid,
-        "created": "2026-11-24T10:00:00+00:00",
-        "versions": versions or {"fnn": "original", "cnn": "original"},
-        "fnn": output(fnn),
-        "cnn": output(cnn),
-        "empty": False,
-        "image": PNG,
-    }
-
-
-def random_records(count: int, seed: int = 0) -> list[dict]:
-    """Feedback records as digits/feedback.py builds them, over days, versions and answers."""
-    rng = random.Random(seed)
-    start = datetime(2026, 11, 20, tzinfo=UTC)
-    out = []
-    for i in range(count):
-        digit = rng.choice([*range(10), None])
-        said = {
-            net: digit if digit is not None and rng.random() < 0.8 else rng.randrange(10)
-            for net in records.NETS
-        }
-        versions = {"fnn": rng.choice(["original", "v1"]), "cnn": rng.choice(["original", "v2"])}
-        pid = f"p{i:05d}"
-        record = feedback.build_record(
-            prediction(pid, said["fnn"], said["cnn"], versions), digit, rng.random() < 0.7
-        )
-        moment = start + timedelta(
-            seconds=rng.randrange(4 * 86400), microseconds=rng.randrange(10**6)
-        )
-        record["created"] = moment.isoformat()
-        out.append(record)
-    return out
-
-
-def reference_stats(given: list[dict]) -> dict:
-    """What /api/stats said before the database, computed from every record in Python (the
-    code stats.py had): the oracle the SQL aggregates must equal."""
-    labelled = [r for r in given if r["digit"] is not None]
-    totals = {"feedback": len(given)}
-    for net in records.NETS:
-        right = sum(1 for r in labelled if r[net]["digit"] == r["digit"])
-        totals[net] = records.tally(right, len(labelled))
-    groups: dict[tuple[str, str, str], list] = {}
-    for r in labelled:
-        answered = datetime.fromisoformat(r["created"]).timestamp()
-        for net in records.NETS:
-            version = r.get("versions", {}).get(net, "original")
-            sums = groups.setdefault((r["created"][:10], net, version), [0, 0, 0.0])
-            sums[0] += r[net]["digit"] == r["digit"]
-            sums[1] += 1
-            sums[2] += answered
-    timeline = [
-        {"date": date, "time": records.mean_time(seconds / total), "net": net, "version": version}
-        | records.tally(correct, total)
-        for (date, net, version), (correct, total, seconds) in sorted(groups.items())
-    ]
-    confusion = {net: [[0] * 10 for _ in range(10)] for net in records.NETS}
-    for r in labelled:
-        for net in records.NETS:
-            confusion[net][r["digit"]][r[net]["digit"]] += 1
-    per_digit = {
-        net: [m[d][d] / sum(m[d]) if sum(m[d]) else None for d in range(10)]
-        for net, m in confusion.items()
-    }
-    return {"totals": totals, "timeline": timeline, "per_digit": per_digit, "confusion": confusion}
-
-
-def record_all(engine, items: list[dict]) -> None:
-    for record in items:
-        with records.feedback_once(engine, record):
-            pass
-
-
-def table_rows(engine, table: sa.Table) -> list[tuple]:
-    with db.reading(engine) as conn:
-        return sorted(conn.execute(sa.select(table)).all())
-
+from tests.helpers import (
+    free_port,
+    random_records,
+    record_all,
+    reference_stats,
+    table_rows,
+)
 
 # --- the schema ----------------------------------------------------------------------------------
 
@@ -222,7 +138,7 @@ def test_gallery_pages_newest_first_and_counts_in_one_query(engine):
         assert total == 3 and {i["label"] for i in threes} == {"3"}
         tally = records.counts(conn)
         assert records.is_deleted(conn, NAMES[-1]) and not records.is_deleted(conn, NAMES[0])
-    assert list(tally) == records.LABELS
+    assert list(tally) == LABELS
     assert sum(tally.values()) == 29 and tally["none"] == 2 and tally["7"] == 2
 
 
@@ -361,8 +277,6 @@ def test_two_trainers_never_take_one_sample_twice(engine, database_url):
 
 
 def test_a_database_that_is_down_is_unavailable(tmp_path):
-    from tests.conftest import free_port
-
     nobody = f"postgres://postgres@127.0.0.1:{free_port()}/digits"
     for url in (nobody, f"sqlite:///{tmp_path}/no/such/folder/records.sqlite3"):
         engine = db.make_engine(url)
