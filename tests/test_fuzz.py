@@ -238,8 +238,10 @@ def test_openapi_document_matches_the_routes(client):
                 assert parameter["schema"].get("type"), (path, parameter)
     for needed in ("/hook", "/api/predict", "/api/feedback", "/api/stats", "/healthz"):
         assert needed in document["paths"]
-    # Only these never touch storage while answering (predictions are saved in the background).
+    # Only these never touch storage while answering (predictions are saved in the background;
+    # the gallery and the counts read the database alone).
     storage_free = {"/healthz", "/api/openapi.json", "/api/predict"}
+    storage_free |= {"/api/dataset", "/api/dataset/counts"}
     assert {path for path, *_ in STORAGE_USERS} == set(document["paths"]) - storage_free
 
 
