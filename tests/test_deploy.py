@@ -42,15 +42,22 @@ def test_procfile_serves_the_factory_with_gunicorn():
     assert "web: gunicorn 'main:create_app()'" in lines
 
 
-def test_heroku_provisions_postgres_and_upgrades_it_before_each_release():
+def test_heroku_provisions_postgres_and_the_release_phase_upgrades_it(make_app):
     import json
 
-    release = [
-        line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("release:")
-    ]
-    assert len(release) == 1 and "flask --app main db upgrade" in release[0]
+    from digits import db
+
     addons = json.loads((ROOT / "app.json").read_text())["addons"]
     assert any(addon["plan"].startswith("heroku-postgresql") for addon in addons)
+    app = make_app()
+    engine = db.engine_of(app)
+    db.metadata.drop_all(engine)  # as a new add-on's empty database
+    with db.writing(engine) as conn:
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+    result = app.test_cli_runner().invoke(args=["release"])
+    assert result.exit_code == 0, result.output
+    assert "release: database upgraded" in result.output
+    assert db.revision(engine) == db.head()
 
 
 def test_requirements_are_pinned_and_use_tensorflow_cpu():
