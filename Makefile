@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 
-.PHONY: run test lint bench chromium clean
+.PHONY: run test lint bench chromium postgresql clean
 
 # A stamp file, so the venv is rebuilt only when the requirements change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -21,7 +21,12 @@ run: $(VENV)/.installed
 chromium:
 	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq chromium; } || echo "chromium missing: browser tests will be skipped"
 
-test: $(VENV)/.installed chromium
+# The records tests run on SQLite and on a throw-away PostgreSQL server (tests/helpers.py), which
+# needs Debian's postgresql: installed when we can (as root), else those cases skip.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { test "$$(id -u)" = 0 && apt-get update -qq && apt-get install -y -qq postgresql; } || echo "postgresql missing: the PostgreSQL cases will be skipped"
+
+test: $(VENV)/.installed chromium postgresql
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -15,6 +15,7 @@ from digits import (
     api,
     bodies,
     config,
+    db,
     errors,
     fastpath,
     logs,
@@ -23,8 +24,10 @@ from digits import (
     security,
 )
 from digits.cli_dataset import dataset_group
+from digits.cli_db import db_group
 from digits.cli_models import models_group
 from digits.cli_release import release_command
+from digits.cli_retention import retention_command
 from digits.cli_train import evaluate_command, train_command
 from digits.cli_trainer import trainer_command
 from digits.serving import service_for
@@ -48,12 +51,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def add_services(app: Flask) -> None:
-    """Storage, and the nets served by LiteRT (loaded on first use, kept current by a thread)."""
+    """Storage, the records database, and the nets served by LiteRT (loaded on first use, kept
+    current by a thread)."""
     app.extensions["storage"] = app.config.get("STORAGE") or open_storage(
         app.config["STORAGE_URL"],
         app.config["AWS_ENDPOINT_URL"],
         addons.credentials_for(app.config),  # a storage add-on's keys, when it is STORAGE_URL's
     )
+    db.init_app(app)  # the embedded SQLite database is made and migrated here
     malloc.keep_buffers()  # each drawing's 160 kB buffers: reused, not mmapped afresh
     app.extensions["models"] = service_for(app.config, app.extensions["storage"])
 
@@ -83,8 +88,8 @@ def add_blueprints(app: Flask) -> None:
 
 
 def add_commands(app: Flask) -> None:
-    """flask dataset|train|evaluate|trainer|models (TensorFlow loads only when one runs), and
-    release, Heroku's release phase (digits/cli_release.py)."""
+    """flask dataset|train|evaluate|trainer|models|db|retention (TensorFlow loads only when one
+    runs), and release, Heroku's release phase (digits/cli_release.py)."""
     commands = (dataset_group, train_command, evaluate_command, trainer_command, models_group)
-    for command in (*commands, release_command):
+    for command in (*commands, db_group, retention_command, release_command):
         app.cli.add_command(command)

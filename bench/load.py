@@ -435,6 +435,9 @@ def run_backend(
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     env.pop("ADMIN_TOKEN", None)
+    # The records in the path: the embedded SQLite database of this run, unless DATABASE_URL
+    # names another (a PostgreSQL server, say).
+    env.setdefault("DATABASE_URL", f"sqlite:///{scratch / 'digits.sqlite3'}")
     env.pop("WEB_CONCURRENCY", None)  # gunicorn.conf.py's own default, unless --workers
     if args.workers:
         env["WEB_CONCURRENCY"] = str(args.workers)

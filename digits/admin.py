@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, send_file
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from digits import dataset, registry
+from digits import dataset, db, records, registry
 from digits.bodies import BadInput, check_body, request_fields
 from digits.model import BadModel
 from digits.nets import NETS
@@ -54,9 +54,18 @@ def dataset_export():
 @bp.delete("/api/dataset/<name>")
 def dataset_delete(name: str):
     try:
-        dataset.delete(current_app.extensions["storage"], name)
-    except (ValueError, NotFound):
+        dataset.label_of(name)
+    except ValueError:
         abort(404, "no such drawing")
+    # Marked first: hidden at once, and never copied back by the trainer's repair; a delete
+    # from storage that fails (503) is finished by a retry.
+    with db.writing(db.engine_of(current_app)) as conn:
+        marked = records.mark_deleted(conn, name)
+    try:
+        dataset.delete(current_app.extensions["storage"], name)
+    except NotFound:
+        if not marked:
+            abort(404, "no such drawing")
     return jsonify(deleted=True, name=name)
 
 

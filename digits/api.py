@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from digits import dataset, feedback, openapi, stats
+from digits import dataset, db, feedback, openapi, records, stats
 from digits import predict as prediction
 from digits.bodies import BadInput, check_body, json_fields, parse_label, request_fields
 from digits.serving import ModelService
@@ -21,6 +21,10 @@ bp.add_url_rule("/api/openapi.json", view_func=openapi.openapi_json)
 
 def storage() -> Storage:
     return current_app.extensions["storage"]
+
+
+def engine():
+    return db.engine_of(current_app)
 
 
 def models() -> ModelService:
@@ -38,7 +42,7 @@ def predict():
 def give_feedback():
     """Record the user's answer once; the trainer process learns it later (never here)."""
     try:
-        feedback.record_feedback(storage(), json_fields())
+        feedback.record_feedback(storage(), engine(), json_fields())
     except feedback.UnknownPrediction:
         abort(404, "no such prediction")
     except feedback.AlreadyAnswered:
@@ -52,7 +56,11 @@ def hook():
     fields = request_fields()
     label = parse_label(fields.get("digit"))
     png, _ = prediction.drawing(fields)
-    name = dataset.save_drawing(storage(), png, str(label), "collect")
+    # In the database's transaction: a database that is down is a 503 before anything is saved.
+    with db.writing(engine()) as conn:
+        name = dataset.save_drawing(
+            storage(), png, str(label), "collect", on_saved=records.indexer(conn)
+        )
     return jsonify(saved=True, name=name), 201
 
 
@@ -63,13 +71,16 @@ def healthz():
         storage_state = "ok"
     except StorageUnavailable:
         storage_state = "unavailable"
+    database_state = "ok" if db.answers(engine()) else "unavailable"
     # The version each net serves in this worker (null when they cannot load).
-    return jsonify(status="ok", storage=storage_state, models=models().versions())
+    return jsonify(
+        status="ok", storage=storage_state, database=database_state, models=models().versions()
+    )
 
 
 @bp.get("/api/stats")
 def learning_stats():
-    return jsonify(stats.cached_stats(storage(), current_app.config["MODELS_DIR"]))
+    return jsonify(stats.cached_stats(storage(), engine(), current_app.config["MODELS_DIR"]))
 
 
 @bp.get("/api/models")
@@ -79,7 +90,8 @@ def models_info():
 
 @bp.get("/api/dataset/counts")
 def dataset_counts():
-    tally = dataset.counts(storage())
+    with db.reading(engine()) as conn:
+        tally = records.counts(conn)
     return jsonify(counts=tally, total=sum(tally.values()))  # "none": not a digit, people said
 
 
@@ -89,11 +101,11 @@ def dataset_page():
     if label is not None and label not in dataset.LABELS:
         raise BadInput("label must be 0–9 or none")
     page, per_page = count_arg("page", 1), count_arg("per_page", 48, most=200)
-    found = dataset.newest_first(dataset.names(storage(), label))
-    pages = max(1, -(-len(found) // per_page))
-    chosen = found[(page - 1) * per_page : page * per_page]
-    items = [gallery_item(meta) for meta in dataset.iter_metadata(storage(), chosen)]
-    return jsonify(items=items, page=page, pages=pages, total=len(found))
+    with db.reading(engine()) as conn:
+        shown, total = records.gallery_page(conn, label, page, per_page)
+    pages = max(1, -(-total // per_page))
+    items = [gallery_item(meta) for meta in shown]
+    return jsonify(items=items, page=page, pages=pages, total=total)
 
 
 def count_arg(name: str, default: int, most: int | None = None) -> int:

@@ -64,16 +64,17 @@ def trainer_command(
     from digits import learner  # imports TensorFlow
 
     settings = trainer_settings(margin, learning_rate)
-    storage = current_app.extensions["storage"]
-    models_dir = current_app.config["MODELS_DIR"]
+    where = learner.pass_arguments(current_app)
     reference = learner.load_reference()
-    click.echo(f"trainer: storage {storage.url}, margin {settings.margin_mnist * 100:.2f} pp")
+    click.echo(f"trainer: storage {where[0].url}, margin {settings.margin_mnist * 100:.2f} pp")
     if once:
-        learner.learn_pending(storage, models_dir, reference, settings, report=report)
+        learner.learn_pending(*where, reference, settings, report=report)
         return
+    pruned = float("-inf")
     while True:
         try:
-            learner.learn_pending(storage, models_dir, reference, settings, report=report)
+            learner.learn_pending(*where, reference, settings, report=report)
+            pruned = prune_predictions(where[0], pruned)
         except Exception:  # storage down, a bad record...: log it, keep serving the loop
             logging.getLogger("digits.trainer").exception("trainer: update failed; will retry")
         time.sleep(interval)
@@ -89,6 +90,23 @@ def require_mnist_on_a_dyno() -> None:
             f"MNIST is not in the slug ({mnist.DEFAULT_CACHE_DIR}): bin/post_compile puts it "
             "there at build time; redeploy, and check the build log for that step"
         )
+
+
+PRUNE_SECONDS = 3600.0
+
+
+def prune_predictions(storage, last: float) -> float:
+    """On a local folder, delete predictions past PREDICTION_RETENTION, once an hour (on S3 the
+    bucket's lifecycle rule does it: `flask retention --apply`). Returns when it last ran."""
+    from digits import retention
+    from digits.storage import LocalStorage
+
+    if not isinstance(storage, LocalStorage) or time.monotonic() - last < PRUNE_SECONDS:
+        return last
+    gone = retention.prune(storage, current_app.config["PREDICTION_RETENTION"])
+    if gone:
+        logging.getLogger("digits.trainer").info("trainer: %d prediction batches expired", gone)
+    return time.monotonic()
 
 
 def trainer_settings(margin: float | None, learning_rate: float | None):

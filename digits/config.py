@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from digits import addons, settings
+from digits import addons, db, retention, settings
 from digits.security import parse_origins, parse_rate
 from digits.settings import BadSetting, on_off, seconds, whole_number
 from digits.storage import check_url
@@ -100,6 +100,18 @@ SETTINGS = (
         "a thread per worker that swaps in new model versions; off stops it",
     ),
     Setting("FAST_PREDICT", on_off, "on", "plain predictions skip Flask's machinery (fastpath)"),
+    Setting(
+        "DATABASE_URL",
+        db.check_url,
+        lambda app: db.default_url(app.instance_path),
+        "the records database: sqlite:///path or postgres://… (Heroku Postgres sets it)",
+    ),
+    Setting(
+        "PREDICTION_RETENTION",
+        lambda name, value: whole_number(name, value, minimum=1),
+        str(retention.DEFAULT_DAYS),
+        "days a prediction (and its drawing) is kept unless an answer with consent keeps it",
+    ),
 )
 
 

@@ -78,11 +78,13 @@ def save_drawing(
     source: str,
     extra: dict | None = None,
     name: str | None = None,
+    on_saved: Callable[[dict], None] | None = None,
 ) -> str:
     """Store a labelled drawing durably and return its name.
 
     A given `name` (a copy made from a feedback record) may be written again with the same
     content, so a retried copy completes instead of failing on its own first half.
+    `on_saved(metadata)` runs once both objects are written: the database's index adds the row.
     """
     exclusive = name is None
     name = name or new_name(label)
@@ -105,6 +107,8 @@ def save_drawing(
         if exclusive:
             _forget(storage, image_key(name))
         raise
+    if on_saved is not None:
+        on_saved(meta)
     return name
 
 

@@ -1,11 +1,13 @@
 """Feedback on a prediction: the user says which digit it was (or that it was not a digit).
 
-`feedback/<prediction id>.json` is written once, with a conditional put: that put is the commit
-point, atomic across workers and dynos, so a prediction takes feedback exactly once. The record
-holds everything the trainer and the stats need (both nets' outputs, their versions, the user's
-digit, consent, and the drawing itself only with consent), so nothing else has to be read later.
-After the commit, a consented drawing is also saved into the dataset for people to browse; if
-that copy fails, the trainer's pass repairs it (`backfill_dataset`).
+The commit point is the database's transaction that adds the prediction's feedback row: its
+primary key makes a second answer fail (409), in any worker on any dyno. Inside it, before the
+commit, `feedback/<prediction id>.json` is written to storage with a conditional put: the record
+with everything the trainer needs (both nets' outputs, their versions, the user's digit, consent,
+and the drawing itself only with consent), and what `flask db rebuild` makes the row again from.
+So an answer is acknowledged only once both hold it; a database or storage that fails first
+saves nothing (503). After the commit, a consented drawing is also saved into the dataset for
+people to browse; if that copy fails, the trainer's pass repairs it (`backfill_dataset`).
 
 Training never happens here: the trainer process finds records not yet learned and learns them.
 """
@@ -18,9 +20,12 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from digits import dataset, predictions
+from sqlalchemy.engine import Engine
+
+from digits import dataset, db, predictions, records
 from digits.bodies import BadInput, parse_label
 from digits.nets import NETS
 from digits.storage import NotFound, PreconditionFailed, Storage
@@ -113,20 +118,35 @@ def build_record(prediction: dict, digit: int | None, consent: bool) -> dict:
     return record
 
 
-def record_feedback(storage: Storage, fields: dict) -> dict:
-    """Validate, commit the feedback record once, then keep the drawing if consented."""
+def record_feedback(storage: Storage, engine: Engine, fields: dict) -> dict:
+    """Validate, commit the feedback once (row and record), then keep the drawing if consented."""
     prediction_id, digit, consent = parse_request(fields)
     prediction = load_prediction(storage, prediction_id)
     if prediction.get("empty"):
         raise BadInput("an empty drawing cannot take feedback")
     record = build_record(prediction, digit, consent)
     try:
-        storage.put(key_of(prediction_id), json.dumps(record).encode(), if_none_match=True)
+        with records.feedback_once(engine, record):
+            storage.put(key_of(prediction_id), json.dumps(record).encode(), if_none_match=True)
+    except records.AlreadyRecorded:
+        raise AlreadyAnswered(prediction_id) from None
     except PreconditionFailed:
+        adopt_stored_record(storage, engine, prediction_id)
         raise AlreadyAnswered(prediction_id) from None
     if consent:
-        copy_to_dataset_later(storage, record)
+        copy_to_dataset_later(storage, engine, record)
     return record
+
+
+def adopt_stored_record(storage: Storage, engine: Engine, prediction_id: str) -> None:
+    """Storage holds an answer the database lacks (written before the database was rebuilt from
+    it, or by a try whose commit failed after its put): that stored answer is the one, so the
+    row is made from it."""
+    try:
+        with records.feedback_once(engine, load(storage, prediction_id)):
+            pass
+    except records.AlreadyRecorded:
+        pass  # another worker adopted it first
 
 
 # The dataset copy is for people browsing drawings; the durable feedback record above already
@@ -136,16 +156,16 @@ _copies: list[threading.Thread] = []
 _copies_lock = threading.Lock()
 
 
-def copy_to_dataset_later(storage: Storage, record: dict) -> None:
-    thread = threading.Thread(target=_copy, args=(storage, record), daemon=True)
+def copy_to_dataset_later(storage: Storage, engine: Engine, record: dict) -> None:
+    thread = threading.Thread(target=_copy, args=(storage, engine, record), daemon=True)
     with _copies_lock:
         _copies[:] = [t for t in _copies if t.is_alive()] + [thread]
     thread.start()
 
 
-def _copy(storage: Storage, record: dict) -> None:
+def _copy(storage: Storage, engine: Engine, record: dict) -> None:
     try:
-        mark_copied(storage, record["id"], save_to_dataset(storage, record))
+        copy_to_dataset(storage, engine, record)
     except Exception:
         # Nothing is lost: the record holds the drawing, and backfill_dataset copies it.
         log.exception("feedback %s: drawing not copied to the dataset yet", record["id"])
@@ -171,7 +191,18 @@ def dataset_name(record: dict) -> str:
     return dataset.name_for_prediction(dataset_label(record), record["id"])
 
 
-def save_to_dataset(storage: Storage, record: dict) -> str:
+def copy_to_dataset(storage: Storage, engine: Engine, record: dict) -> str:
+    """The drawing into the dataset and its index, then the copy's marker (which tells a rebuild
+    that a drawing missing from the dataset later was deleted by an admin)."""
+    with db.writing(engine) as conn:
+        name = save_to_dataset(storage, record, on_saved=records.indexer(conn))
+    mark_copied(storage, record["id"], name)
+    return name
+
+
+def save_to_dataset(
+    storage: Storage, record: dict, on_saved: Callable[[dict], None] | None = None
+) -> str:
     """Safe to repeat or race: a given name is written without a condition, so another copy
     rewrites the same two keys (same PNG; only the metadata's "created" moves) and never fails
     on them or adds a second sample."""
@@ -184,13 +215,16 @@ def save_to_dataset(storage: Storage, record: dict) -> str:
     }
     png = base64.b64decode(record["image"])
     label = dataset_label(record)
-    return dataset.save_drawing(storage, png, label, record["source"], extra, name=name)
+    return dataset.save_drawing(
+        storage, png, label, record["source"], extra, name=name, on_saved=on_saved
+    )
 
 
 # --- repairing the dataset ---------------------------------------------------------------
 
-# A finished copy leaves a marker, so a drawing an admin deleted (DELETE /api/dataset/<name>:
-# marked, metadata gone) is told apart from one never copied, and is not brought back.
+# A finished copy leaves a marker: `flask db rebuild` tells by it a drawing an admin deleted
+# (marker, no metadata) from one never copied. The database's index says it at once: a deleted
+# drawing keeps its row.
 COPIED = "dataset-copies/"
 
 
@@ -203,40 +237,24 @@ def mark_copied(storage: Storage, prediction_id: str, name: str) -> None:
     storage.put(copied_key(prediction_id), json.dumps(body).encode())
 
 
-def backfill_dataset(storage: Storage, records: dict[str, dict]) -> int:
+def backfill_dataset(storage: Storage, engine: Engine, limit: int = records.CHUNK) -> int:
     """Copy consented drawings whose dataset copy failed or was cut short; return how many.
 
-    `records` are feedback records by prediction id (the trainer's cache, so none is re-read).
-    A marked record was copied whole once, so only unmarked ones need the dataset listed: in
-    the steady state a pass costs one listing of the markers.
+    The database knows which have no row in the dataset's index, so a pass with nothing to
+    repair is one query, and one with something reads only those records (at most `limit`).
+    Copying again is safe: the same name, the same PNG, and a half-written copy is completed.
     """
-    copied = set(storage.list(COPIED))
-    unmarked = [
-        r
-        for r in records.values()
-        if r.get("consent") and r.get("image") and copied_key(r["id"]) not in copied
-    ]  # without consent the drawing was never kept
-    if not unmarked:
-        return 0
-    keys = set(storage.list(dataset.PREFIX))
+    with db.reading(engine) as conn:
+        missing = records.uncopied(conn, limit)
     made = 0
-    for record in unmarked:
+    for prediction_id in missing:
         try:
-            made += _backfill_one(storage, record, keys)
+            name = copy_to_dataset(storage, engine, load(storage, prediction_id))
         except Exception:  # one bad record must not stop the others, or the trainer
-            log.exception("feedback %s: dataset copy failed again; next pass", record["id"])
-    return made
-
-
-def _backfill_one(storage: Storage, record: dict, keys: set[str]) -> int:
-    name = dataset_name(record)
-    if dataset.meta_key(name) not in keys or dataset.image_key(name) not in keys:
-        save_to_dataset(storage, record)  # also completes a half: same name, same bytes
-        log.info("feedback %s: drawing %s copied by the backfill", record["id"], name)
-        made = 1
-    else:
-        made = 0  # copied before markers existed, or only the marker's put failed
-    mark_copied(storage, record["id"], name)
+            log.exception("feedback %s: dataset copy failed again; next pass", prediction_id)
+            continue
+        log.info("feedback %s: drawing %s copied by the backfill", prediction_id, name)
+        made += 1
     return made
 
 

@@ -1,10 +1,12 @@
 """The incremental trainer: learn the users' corrections without forgetting MNIST, safely.
 
-Pending work is every consented feedback record with a digit that has no marker yet under
-`trainer/<net>/<id>.json`. Markers are written only after the net's candidate was published (or
-rejected), and each published version lists the feedback ids it learned in its metrics; on start
-the trainer writes any markers missing for the current version. So a kill -9 at any point neither
-loses an acknowledged sample (no marker: learned next time) nor learns one twice.
+Pending work is every consented feedback record with a digit that the net has not dealt with:
+the database says which (digits/progress.py), a chunk at a time, and only those records are read
+from storage, so a pass with nothing new is a few queries and memory does not grow with the
+backlog. Progress (a marker in storage, then a row) is written only after the net's candidate
+was published (or rejected), and each published version lists the feedback ids it learned in its
+metrics; on start the trainer marks any ids missing for the current version. So a kill -9 at any
+point neither loses an acknowledged sample (not marked: learned next time) nor learns one twice.
 
 One update per net: load the CURRENT version, fine-tune it on the new samples (augmented, several
 copies, down-weighted or skipped when both nets confidently disagree with the label) mixed with a
@@ -20,7 +22,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import logging
 import tempfile
 import time
@@ -31,14 +32,26 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from sqlalchemy.engine import Engine
 
-from digits import augment, dataset, feedback, mnist, preprocess, registry, strokes, training
+from digits import (
+    augment,
+    dataset,
+    db,
+    feedback,
+    mnist,
+    preprocess,
+    progress,
+    registry,
+    strokes,
+    training,
+)
 from digits.nets import NETS
 from digits.preprocess import to_mnist
-from digits.storage import NotFound, PreconditionFailed, Storage
+from digits.storage import PreconditionFailed, Storage
 
 log = logging.getLogger("digits.trainer")
-MARKERS = "trainer/"
+MARKERS = progress.MARKERS
 AUGMENTS = {"fnn": augment.FNN_AUGMENT, "cnn": augment.CNN_AUGMENT}
 
 
@@ -58,6 +71,8 @@ class Settings:
     min_user_heldout: int = 20  # fewer held-out user drawings than this are too noisy to gate on
     suspect_confidence: float = 0.99  # both nets this sure, and agreeing, against the label: skip
     seed: int = 0
+    chunk: int = progress.CHUNK  # new samples per update at most: memory stays bounded
+    held_user: int = 2000  # held-out user drawings a candidate is judged on: the newest ones
 
 
 @dataclass
@@ -123,81 +138,34 @@ def _cached_reference() -> dict[str, np.ndarray]:
     return arrays
 
 
-# --- reading the queue -------------------------------------------------------------------
-
-
-_seen: dict[str, dict] = {}  # "<storage url> <id>" -> record; records never change once written
-
-
-def consented_records(storage: Storage) -> dict[str, dict]:
-    """Consented feedback with a drawing, "not a digit" too: what the dataset should hold."""
-    out = {}
-    for prediction_id in feedback.ids(storage):
-        record = cached_record(storage, prediction_id)
-        if record and record.get("consent") and record.get("image"):
-            out[prediction_id] = record
-    return out
-
-
-def learnable_records(storage: Storage) -> dict[str, dict]:
-    """Consented feedback with a digit and a drawing: everything the trainer may ever learn."""
-    records = consented_records(storage)
-    return {i: r for i, r in records.items() if r.get("digit") is not None}
-
-
-def cached_record(storage: Storage, prediction_id: str) -> dict | None:
-    key = f"{storage.url} {prediction_id}"
-    if key not in _seen:
-        try:
-            _seen[key] = feedback.load(storage, prediction_id)
-        except NotFound:
-            return None
-    return _seen[key]
+# --- the queue and its progress (digits/progress.py) -----------------------------------
 
 
 def marker_key(net: str, prediction_id: str) -> str:
-    return f"{MARKERS}{net}/{prediction_id}.json"
+    return progress.marker_key(net, prediction_id)
 
 
-def markers(storage: Storage, net: str) -> dict[str, str]:
-    """Prediction id -> marker key, for every feedback this net has processed."""
-    prefix = f"{MARKERS}{net}/"
-    keys = (k for k in storage.list(prefix) if k.endswith(".json"))
-    return {key[len(prefix) : -len(".json")]: key for key in keys}
+def write_markers(
+    storage: Storage, engine: Engine, net: str, ids: list[str], status: str, **info
+) -> None:
+    progress.write_progress(storage, engine, net, ids, status, **info)
 
 
-def marker_status(storage: Storage, key: str) -> str:
-    """A marker's status ("learned", "rejected", ...); markers are rewritten only identically."""
-    cache_key = f"{storage.url} {key}"
-    if cache_key not in _seen:
-        _seen[cache_key] = json.loads(storage.get(key).data)
-    return _seen[cache_key]["status"]
-
-
-def write_markers(storage: Storage, net: str, ids: list[str], status: str, **info) -> None:
-    stamp = datetime.now(UTC).isoformat()
-    for prediction_id in ids:
-        body = {"status": status, "at": stamp, **info}
-        storage.put(marker_key(net, prediction_id), json.dumps(body).encode())
-
-
-def recover_markers(storage: Storage, models_dir: str, net: str, version: str) -> None:
-    """A crash between publish and markers left ids learned but unmarked: mark them now."""
+def recover_markers(
+    storage: Storage, engine: Engine, models_dir: str, net: str, version: str
+) -> None:
+    """A crash between publish and marking left ids learned but unmarked: mark them now."""
     if version == "original":
         return
     learned = registry.metrics(storage, models_dir, net, version).get("feedback_ids", [])
-    done = markers(storage, net)
+    done = progress.statuses(engine, net, learned)
     missing = [i for i in learned if i not in done]
     if missing:
         log.info("%s: marking %d ids learned by %s before a crash", net, len(missing), version)
-        write_markers(storage, net, missing, "learned", version=version)
+        write_markers(storage, engine, net, missing, "learned", version=version)
 
 
 # --- turning records into samples --------------------------------------------------------
-
-
-def learned_marker(storage: Storage, key: str) -> bool:
-    return marker_status(storage, key) == "learned"
 
 
 def drawing_of(record: dict) -> np.ndarray | None:
@@ -380,20 +348,18 @@ class Plan:
     user_y: np.ndarray
 
 
-def plan(storage: Storage, models_dir: str, net: str, records: dict, settings: Settings) -> Plan:
+def plan(storage: Storage, engine: Engine, models_dir: str, net: str, settings: Settings) -> Plan:
     base_version = registry.current(storage).get(net, "original")
-    recover_markers(storage, models_dir, net, base_version)
-    done = markers(storage, net)
-    pending = [r for i, r in records.items() if i not in done]
+    recover_markers(storage, engine, models_dir, net, base_version)
+    pending = progress.pending_records(storage, engine, net, settings.chunk)
     held_pending = [r["id"] for r in pending if held_out(r)]
     new, skipped = to_samples([r for r in pending if not held_out(r)], settings)
     empty = np.zeros((0, 28, 28), np.float32)
     if not new:  # nothing to train: skip decoding the replay and evaluation drawings
         return Plan(base_version, new, skipped, held_pending, [], empty, np.zeros(0, np.int64))
-    learned = [r for i, r in records.items() if i in done and learned_marker(storage, done[i])]
-    picked = np.random.default_rng(settings.seed).permutation(len(learned))[: settings.replay_user]
-    replay, _ = to_samples([learned[i] for i in picked], settings)
-    held = [r for r in records.values() if held_out(r)]
+    learned = progress.replay_records(storage, engine, net, settings.replay_user)
+    replay, _ = to_samples(learned, settings)
+    held = progress.held_out_records(storage, engine, settings.held_user)
     user, _ = to_samples(held, Settings(suspect_confidence=2.0))  # evaluate on every label
     user_x = np.stack([s.x for s in user]) if user else empty
     user_y = np.array([s.y for s in user], dtype=np.int64)
@@ -401,12 +367,12 @@ def plan(storage: Storage, models_dir: str, net: str, records: dict, settings: S
 
 
 def learn_net(
-    storage: Storage, models_dir: str, net: str, records: dict, ref: Reference, settings: Settings
+    storage: Storage, engine: Engine, models_dir: str, net: str, ref: Reference, settings: Settings
 ) -> Outcome:
-    work = plan(storage, models_dir, net, records, settings)
-    write_markers(storage, net, work.held, "held_out")
+    work = plan(storage, engine, models_dir, net, settings)
+    write_markers(storage, engine, net, work.held, "held_out")
     reason = "blank, or both nets sure otherwise"
-    write_markers(storage, net, work.skipped, "skipped", reason=reason)
+    write_markers(storage, engine, net, work.skipped, "skipped", reason=reason)
     if not work.new:
         return Outcome(net, "nothing to learn")
     started, candidate_name = time.monotonic(), registry.new_version()
@@ -426,12 +392,12 @@ def learn_net(
     reason = gate(base_scores, scores, settings, shipped)
     if reason:
         info = {"reason": reason, "base": work.base_version, "candidate": candidate_name}
-        write_markers(storage, net, ids, "rejected", **info)
+        write_markers(storage, engine, net, ids, "rejected", **info)
         return Outcome(net, "rejected", None, reason, scores, work.base_version, candidate_name)
     metrics = publish_metrics(work, base_scores, scores, ids, settings)
     version = publish(storage, net, candidate, metrics, work.base_version, ref)
     _scores[(net, version, len(work.user_y))] = scores  # the next update's base
-    write_markers(storage, net, ids, "learned", version=version)
+    write_markers(storage, engine, net, ids, "learned", version=version)
     return Outcome(net, "published", version, "", scores, work.base_version)
 
 
@@ -469,31 +435,42 @@ def publish_metrics(work: Plan, base: dict, scores: dict, ids: list[str], settin
 
 
 def learn_net_with_retries(
-    storage: Storage, models_dir: str, net: str, ref: Reference, settings: Settings, tries: int = 3
+    storage: Storage,
+    engine: Engine,
+    models_dir: str,
+    net: str,
+    ref: Reference,
+    settings: Settings,
+    tries: int = 3,
 ) -> Outcome:
     """Another trainer published meanwhile: start again from its version."""
     for _ in range(tries):
-        records = learnable_records(storage)
         try:
-            return learn_net(storage, models_dir, net, records, ref, settings)
+            return learn_net(storage, engine, models_dir, net, ref, settings)
         except PreconditionFailed:
             log.info("%s: another trainer published first; retrying on its version", net)
     return Outcome(net, "lost race", reason=f"another trainer kept publishing ({tries} tries)")
 
 
+def pass_arguments(app) -> tuple[Storage, Engine, str]:
+    """learn_pending's storage, database and models folder, from the app."""
+    return app.extensions["storage"], db.engine_of(app), app.config["MODELS_DIR"]
+
+
 def learn_pending(
     storage: Storage,
+    engine: Engine,
     models_dir: str,
     ref: Reference,
     settings: Settings,
     report: Callable[[Outcome], None] = lambda outcome: None,
 ) -> list[Outcome]:
     # The web worker copies drawings into the dataset after answering, and that copy can fail
-    # or be killed; this pass repairs it from the cached records, within one poll interval.
-    feedback.backfill_dataset(storage, consented_records(storage))
+    # or be killed; this pass repairs it, within one poll interval.
+    feedback.backfill_dataset(storage, engine)
     outcomes = []
     for net in NETS:
-        outcome = learn_net_with_retries(storage, models_dir, net, ref, settings)
+        outcome = learn_net_with_retries(storage, engine, models_dir, net, ref, settings)
         report(outcome)
         outcomes.append(outcome)
     return outcomes

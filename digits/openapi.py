@@ -308,15 +308,16 @@ PATHS = {
     },
     "/healthz": {
         "get": {
-            "summary": "Liveness, and whether storage is reachable",
+            "summary": "Liveness, and whether storage and the database are reachable",
             "responses": {
                 "200": json_response(
-                    "the app answers; storage may still be unavailable",
+                    "the app answers; storage or the database may still be unavailable",
                     {
                         "type": "object",
                         "properties": {
                             "status": {"const": "ok"},
                             "storage": {"enum": ["ok", "unavailable"]},
+                            "database": {"enum": ["ok", "unavailable"]},
                         },
                     },
                 )

@@ -12,7 +12,6 @@ Run it as `flask --app main train` and `flask --app main evaluate` (digits/cli_t
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import time
@@ -27,7 +26,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from digits import augment, dataset, mnist, recipes, strokes
+from digits import augment, mnist, recipes, strokes
+from digits.holdout import is_held_out
 from digits.nets import NETS
 from digits.preprocess import to_mnist
 
@@ -45,7 +45,6 @@ PEAK_LR = {"fnn": 2e-3, "cnn": 3e-3}
 OVERLAP_AUGMENTATION = {"fnn": True, "cnn": False}
 AUGMENT = {"fnn": augment.FNN_AUGMENT, "cnn": augment.CNN_AUGMENT}
 BATCH_SIZE = 128
-HELD_OUT_FRACTION = 0.1
 # Users' drawings are few next to 60k MNIST digits; repeating them gives them some weight.
 USER_REPEAT = 3
 # Each training writer's digit is drawn this many times, with a random pen each time.
@@ -63,20 +62,6 @@ def load_mnist(split: mnist.Split, limit: int | None = None) -> tuple[np.ndarray
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return mnist.normalise(images), labels
-
-
-def is_held_out(key: str, fraction: float = HELD_OUT_FRACTION) -> bool:
-    """True for a fixed `fraction` of drawings, by a hash of the drawing's id.
-
-    The id is the name without its label prefix (`3_<stamp>_<hex>` -> `<stamp>_<hex>`), so
-    relabelling never moves a drawing between the sets, and a drawing that came with feedback
-    hashes like its prediction (`dataset.sample_id`), as the trainer sees it.
-    """
-    name = key.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    label, _, rest = name.partition("_")
-    ident = rest if rest and label in dataset.LABELS else name
-    digest = hashlib.sha256(ident.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
 def drawing_keys(storage) -> list[tuple[str, int]]:

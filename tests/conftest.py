@@ -19,6 +19,16 @@ def storage_dir(tmp_path: Path) -> Path:
     return tmp_path / "storage"
 
 
+@pytest.fixture(autouse=True)
+def database_file(tmp_path: Path, monkeypatch) -> str:
+    """Each test's own embedded database, made and upgraded by create_app: through the
+    environment, so every app a test makes (and any server it starts) uses it, never the
+    repository's instance/ folder."""
+    url = f"sqlite:///{tmp_path / 'records' / 'digits.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
 @pytest.fixture
 def make_app(storage_dir: Path):
     """make_app(**settings): the app with TESTING on, its storage in storage_dir unless given."""
@@ -67,6 +77,41 @@ def s3_url(s3_server) -> str:
 @pytest.fixture
 def s3_app(s3_server, s3_url):
     return new_app(s3_url, AWS_ENDPOINT_URL=s3_server.endpoint)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 for the session (tests/helpers.py), or a skip that
+    says why there is none."""
+    from tests import helpers
+
+    missing = helpers.postgres_missing()
+    if missing:
+        pytest.skip(missing)
+    server = helpers.PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> str:
+    """The same records tests, once on SQLite and once on a real PostgreSQL server: a new,
+    empty database each time."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    return request.getfixturevalue("postgres_server").new_database()
+
+
+@pytest.fixture
+def engine(database_url):
+    """An engine on a new database at the newest schema."""
+    from digits import db
+
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])

@@ -1,4 +1,5 @@
-"""Helpers the tests share (conftest.py holds the fixtures): ports, servers, drawings, tiny nets."""
+"""Helpers the tests share (conftest.py holds the fixtures): ports, servers (S3 and a throw-away
+PostgreSQL), drawings, tiny nets, a drawing saved into storage and the app's index."""
 
 from __future__ import annotations
 
@@ -6,17 +7,21 @@ import base64
 import io
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from flask import Flask
 from PIL import Image, ImageDraw
 
-from digits import registry
+from digits import db, feedback, records, registry
 from digits.nets import NETS
 from main import create_app
 
@@ -176,3 +181,195 @@ def stored_files(storage_dir):
         for p in storage_dir.rglob("*")
         if p.is_file() and not p.name.startswith(".")
     )
+
+
+# --- a throw-away PostgreSQL server ------------------------------------------------------------
+
+
+def save_indexed(app, png: bytes, label: str, source: str = "collect", **extra) -> str:
+    """dataset.save_drawing into the app's storage, its row into the app's database."""
+    from digits import dataset, db, records
+
+    with db.writing(db.engine_of(app)) as conn:
+        return dataset.save_drawing(
+            app.extensions["storage"], png, label, source, on_saved=records.indexer(conn), **extra
+        )
+
+
+def postgres_bin() -> Path:
+    """Debian's newest PostgreSQL (15 on bookworm), or POSTGRES_BIN."""
+    if os.environ.get("POSTGRES_BIN"):
+        return Path(os.environ["POSTGRES_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+POSTGRES_BIN = postgres_bin()
+
+
+def postgres_missing() -> str:
+    """Why no PostgreSQL server can be started here, or "" if one can."""
+    if not (POSTGRES_BIN / "initdb").exists():
+        return f"no PostgreSQL: {POSTGRES_BIN}/initdb is missing (apt-get install postgresql)"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root without runuser: initdb cannot run as the postgres user"
+    return ""
+
+
+class PostgresServer:
+    """A cluster in a temporary folder, on 127.0.0.1 and a free port, trusting local users.
+
+    As root, it runs as the `postgres` user (initdb refuses root); as anyone else, as them.
+    Durability is off: the cluster lives only as long as the tests.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="digits-pg-"))
+        self.data = self.dir / "data"
+        self.databases = 0
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, cwd=self.dir)
+
+    def start(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run(
+            str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"
+        )
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data: an outage."""
+        self._run(str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        log = str(self.dir / "server.log")
+        self._run(
+            str(POSTGRES_BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            log,
+            "-w",
+            "start",
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        self.pause()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        """As Heroku writes it (`postgres://`): digits.db must read that too."""
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """The URL of a new, empty database."""
+        import sqlalchemy as sa
+
+        from digits import db
+
+        self.databases += 1
+        name = f"digits_{self.databases}"
+        engine = sa.create_engine(db.database_url(self.url()), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        engine.dispose()
+        return self.url(name)
+
+
+# --- feedback records for the records database ------------------------------------------------
+
+
+def records_prediction(pid: str, fnn: int, cnn: int, versions: dict | None = None) -> dict:
+    def output(digit: int) -> dict:
+        probabilities = [0.01] * 10
+        probabilities[digit] = 0.91
+        return {"digit": digit, "probabilities": probabilities}
+
+    return {
+        "id": pid,
+        "created": "2026-11-24T10:00:00+00:00",
+        "versions": versions or {"fnn": "original", "cnn": "original"},
+        "fnn": output(fnn),
+        "cnn": output(cnn),
+        "empty": False,
+        "image": base64.b64encode(drawing_png()).decode(),
+    }
+
+
+def random_records(count: int, seed: int = 0) -> list[dict]:
+    """Feedback records as digits/feedback.py builds them, over days, versions and answers."""
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    out = []
+    for i in range(count):
+        digit = rng.choice([*range(10), None])
+        said = {
+            net: digit if digit is not None and rng.random() < 0.8 else rng.randrange(10)
+            for net in NETS
+        }
+        versions = {"fnn": rng.choice(["original", "v1"]), "cnn": rng.choice(["original", "v2"])}
+        pid = f"p{i:05d}"
+        record = feedback.build_record(
+            records_prediction(pid, said["fnn"], said["cnn"], versions), digit, rng.random() < 0.7
+        )
+        moment = start + timedelta(
+            seconds=rng.randrange(4 * 86400), microseconds=rng.randrange(10**6)
+        )
+        record["created"] = moment.isoformat()
+        out.append(record)
+    return out
+
+
+def reference_stats(given: list[dict]) -> dict:
+    """What /api/stats said before the database, computed from every record in Python (the
+    code stats.py had): the oracle the SQL aggregates must equal."""
+    labelled = [r for r in given if r["digit"] is not None]
+    totals = {"feedback": len(given)}
+    for net in NETS:
+        right = sum(1 for r in labelled if r[net]["digit"] == r["digit"])
+        totals[net] = records.tally(right, len(labelled))
+    groups: dict[tuple[str, str, str], list] = {}
+    for r in labelled:
+        answered = datetime.fromisoformat(r["created"]).timestamp()
+        for net in NETS:
+            version = r.get("versions", {}).get(net, "original")
+            sums = groups.setdefault((r["created"][:10], net, version), [0, 0, 0.0])
+            sums[0] += r[net]["digit"] == r["digit"]
+            sums[1] += 1
+            sums[2] += answered
+    timeline = [
+        {"date": date, "time": records.mean_time(seconds / total), "net": net, "version": version}
+        | records.tally(correct, total)
+        for (date, net, version), (correct, total, seconds) in sorted(groups.items())
+    ]
+    confusion = {net: [[0] * 10 for _ in range(10)] for net in NETS}
+    for r in labelled:
+        for net in NETS:
+            confusion[net][r["digit"]][r[net]["digit"]] += 1
+    per_digit = {
+        net: [m[d][d] / sum(m[d]) if sum(m[d]) else None for d in range(10)]
+        for net, m in confusion.items()
+    }
+    return {"totals": totals, "timeline": timeline, "per_digit": per_digit, "confusion": confusion}
+
+
+def record_all(engine, items: list[dict]) -> None:
+    for record in items:
+        with records.feedback_once(engine, record):
+            pass
+
+
+def table_rows(engine, table: sa.Table) -> list[tuple]:
+    with db.reading(engine) as conn:
+        return sorted(conn.execute(sa.select(table)).all())

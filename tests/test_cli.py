@@ -116,6 +116,10 @@ MALFORMED_SETTINGS = [
     ("CORS_ORIGINS", "a.example", "use origins such as https://a.example, comma-separated"),
     ("CORS_ORIGINS", "https://a.example,https://b.example/page", "use origins such as"),
     ("CLOUDCUBE_URL", "cube42", "use https://BUCKET.s3.amazonaws.com/CUBE"),
+    ("DATABASE_URL", "mysql://db.example/digits", "use sqlite:///path/to/file or postgres://"),
+    ("DATABASE_URL", "not a url", "use sqlite:///path/to/file or postgres://"),
+    ("PREDICTION_RETENTION", "0", "use a whole number, 1 or more"),
+    ("PREDICTION_RETENTION", "a week", "use a whole number, 1 or more"),
 ]
 
 

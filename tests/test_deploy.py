@@ -42,6 +42,24 @@ def test_procfile_serves_the_factory_with_gunicorn():
     assert "web: gunicorn 'main:create_app()'" in lines
 
 
+def test_heroku_provisions_postgres_and_the_release_phase_upgrades_it(make_app):
+    import json
+
+    from digits import db
+
+    addons = json.loads((ROOT / "app.json").read_text())["addons"]
+    assert any(addon["plan"].startswith("heroku-postgresql") for addon in addons)
+    app = make_app()
+    engine = db.engine_of(app)
+    db.metadata.drop_all(engine)  # as a new add-on's empty database
+    with db.writing(engine) as conn:
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+    result = app.test_cli_runner().invoke(args=["release"])
+    assert result.exit_code == 0, result.output
+    assert "release: database upgraded" in result.output
+    assert db.revision(engine) == db.head()
+
+
 def test_requirements_are_pinned_and_use_tensorflow_cpu():
     lines = [
         line.split("#")[0].strip()

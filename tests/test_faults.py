@@ -370,3 +370,61 @@ def test_two_trainers_lose_no_update_s3(s3_server, s3_url):
     edges = race(s3_url, s3_server.endpoint, wins=5)
     assert len(edges) == 10
     assert_one_unbroken_chain(edges, open_storage(s3_url, s3_server.endpoint))
+
+
+# --- (4) the database stops mid-run and comes back ----------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_database_outage_saves_nothing_answers_503_then_recovers(
+    postgres_server, make_app, tmp_path, tiny_models
+):
+    from digits import db
+    from tests.helpers import PostgresServer
+
+    server = PostgresServer()  # our own, since we stop it; postgres_server skips without one
+    server.start()
+    try:
+        app = make_app(DATABASE_URL=server.new_database(), MODELS_DIR=str(tiny_models), **NO_LIMITS)
+        db.upgrade(db.engine_of(app))
+        client, storage = app.test_client(), app.extensions["storage"]
+        drawing = {"imageBase64": data_url(drawing_png()), "digit": "7"}
+        predict = {"imageBase64": drawing["imageBase64"]}
+        assert client.post("/hook", json=drawing).status_code == 201
+        ids = [client.post("/api/predict", json=predict).json["id"] for _ in range(2)]
+        answer = {"id": ids[0], "digit": 7, "consent": True}
+        assert client.post("/api/feedback", json=answer).status_code == 202
+        feedback_flush()
+        before = sorted(storage.list())
+
+        server.pause()
+        assert client.post("/api/predict", json=predict).status_code == 200  # no database
+        refused = client.post("/hook", json=drawing)
+        assert refused.status_code == 503 and "nothing was saved" in refused.json["error"]
+        late = client.post("/api/feedback", json={"id": ids[1], "digit": 7, "consent": True})
+        assert late.status_code == 503 and "nothing was saved" in late.json["error"]
+        for reading in ("/api/stats", "/api/dataset/counts", "/api/dataset"):
+            assert client.get(reading).status_code == 503, reading  # not an empty answer
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.json["database"] == "unavailable"
+        predictions.flush(timeout=10)
+        saved = sorted(k for k in storage.list() if not k.startswith("predictions/"))
+        assert saved == sorted(k for k in before if not k.startswith("predictions/"))
+
+        server.resume()
+        assert client.get("/healthz").json["database"] == "ok"
+        assert client.post("/hook", json=drawing).status_code == 201
+        late = client.post("/api/feedback", json={"id": ids[1], "digit": 7, "consent": True})
+        assert late.status_code == 202  # the answer refused in the outage is taken now
+        feedback_flush()
+        assert client.get("/api/dataset/counts").json["total"] == 4  # 2 saves, 2 copies
+        assert client.get("/api/stats").json["totals"]["feedback"] == 2
+    finally:
+        server.stop()
+
+
+def feedback_flush() -> None:
+    from digits import feedback
+
+    feedback.flush()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digits import dataset, feedback, predictions
+from digits import dataset, db, feedback, predictions
 from digits.storage import StorageError
 from tests.helpers import ARABIC_INDIC, drawing_png, fake_prediction
 
@@ -195,16 +195,20 @@ def answered(client, pid: str, digit: int | None, consent: bool = True, copy: bo
     return feedback.load(feedback_storage(client), pid)
 
 
+def engine_of(client):
+    return db.engine_of(client.application)
+
+
 def test_backfill_restores_a_failed_copy(client, made, caplog):
     storage = feedback_storage(client)
-    record = answered(client, "p2", 7, copy=False)
+    answered(client, "p2", 7, copy=False)
     assert dataset.names(storage) == []
     with caplog.at_level(logging.INFO, logger="digits.feedback"):
-        assert feedback.backfill_dataset(storage, {"p2": record}) == 1
+        assert feedback.backfill_dataset(storage, engine_of(client)) == 1
     name = dataset.name_for_prediction("7", "p2")
     assert f"drawing {name} copied by the backfill" in caplog.text
     assert dataset.names(storage) == [name]
-    assert dataset.counts(storage)["7"] == 1
+    assert client.get("/api/dataset/counts").json["counts"]["7"] == 1  # indexed too
     assert dataset.image(storage, name) == drawing_png()
     meta = dataset.metadata(storage, name)
     assert meta["label"] == "7" and meta["prediction_id"] == "p2"
@@ -222,38 +226,33 @@ def export(storage) -> bytes:
 def test_backfill_again_or_a_late_copy_changes_nothing(client, made):
     storage = feedback_storage(client)
     records = {"p1": answered(client, "p1", 3), "p2": answered(client, "p2", None, copy=False)}
-    assert feedback.backfill_dataset(storage, records) == 1  # p2; p1's copy worked
+    assert feedback.backfill_dataset(storage, engine_of(client)) == 1  # p2; p1's copy worked
     before = {key: storage.get(key).data for key in storage.list("drawings/")}
-    assert feedback.backfill_dataset(storage, records) == 0
+    assert feedback.backfill_dataset(storage, engine_of(client)) == 0
     assert {key: storage.get(key).data for key in storage.list("drawings/")} == before
     feedback.save_to_dataset(storage, records["p2"])  # the background copy, late: harmless
     assert sorted(dataset.names(storage)) == ["3_p1", "none_p2"]
     assert dataset.image(storage, "none_p2") == drawing_png()
+    assert client.get("/api/dataset/counts").json["total"] == 2
 
 
-def test_backfill_lists_only_the_markers_when_every_copy_is_marked(client, made, monkeypatch):
+def test_a_backfill_with_nothing_to_repair_reads_no_storage(client, made, monkeypatch):
     storage = feedback_storage(client)
-    records = {"p1": answered(client, "p1", 3), "p2": answered(client, "p2", 7, copy=False)}
-    listed = []
-    real_list = storage.list
-
-    def listing(prefix=""):
-        listed.append(prefix)
-        return real_list(prefix)
-
-    monkeypatch.setattr(storage, "list", listing)
-    assert feedback.backfill_dataset(storage, records) == 1  # p2 unmarked: the dataset is listed
-    assert listed == [feedback.COPIED, dataset.PREFIX]
-    listed.clear()
-    assert feedback.backfill_dataset(storage, records) == 0
-    assert listed == [feedback.COPIED]  # the steady state: one listing, whatever the dataset holds
+    answered(client, "p1", 3)
+    answered(client, "p2", 7, consent=False)
+    touched = []
+    for method in ("list", "get"):
+        real = getattr(storage, method)
+        monkeypatch.setattr(storage, method, lambda *a, real=real: touched.append(a) or real(*a))
+    assert feedback.backfill_dataset(storage, engine_of(client)) == 0
+    assert touched == []  # one query, whatever the dataset holds
 
 
 def test_backfill_never_copies_without_consent(client, made):
     storage = feedback_storage(client)
-    records = {"p1": answered(client, "p1", 3, consent=False)}
-    records["p2"] = {**answered(client, "p2", 7, consent=False), "image": "aGk="}  # defensive
-    assert feedback.backfill_dataset(storage, records) == 0
+    answered(client, "p1", 3, consent=False)
+    answered(client, "p2", None, consent=False)
+    assert feedback.backfill_dataset(storage, engine_of(client)) == 0
     assert list(storage.list("drawings/")) == []
 
 
@@ -264,31 +263,27 @@ def test_backfill_completes_a_half_written_drawing(client, made, lost):
     name = dataset.name_for_prediction("3", "p1")
     if lost == "meta":  # killed between the two puts: the PNG alone, never committed
         storage.put(dataset.image_key(name), drawing_png())
-    else:  # copied but never marked, then the PNG went missing: listed, its image a 404
+    else:  # copied but killed before its row, then the PNG went missing
         feedback.save_to_dataset(storage, record)
         storage.delete(dataset.image_key(name))
-    assert feedback.backfill_dataset(storage, {"p1": record}) == 1
+    assert feedback.backfill_dataset(storage, engine_of(client)) == 1
     assert dataset.names(storage) == [name]
     assert dataset.image(storage, name) == drawing_png()
     assert dataset.metadata(storage, name)["label"] == "3"
 
 
-def test_backfill_leaves_a_drawing_an_admin_deleted(client, made):
+def test_backfill_leaves_a_drawing_an_admin_deleted(client, made, monkeypatch):
     storage = feedback_storage(client)
-    records = {"p1": answered(client, "p1", 3), "p2": answered(client, "p2", 7, copy=False)}
-    dataset.delete(storage, "3_p1")  # DELETE /api/dataset/3_p1: a bad sample
-    assert feedback.backfill_dataset(storage, records) == 1  # p2 only
+    answered(client, "p1", 3)
+    answered(client, "p2", 7, copy=False)
+    monkeypatch.setitem(client.application.config, "ADMIN_TOKEN", "t")
+    gone = client.delete("/api/dataset/3_p1", headers={"Authorization": "Bearer t"})
+    assert gone.status_code == 200  # a bad sample
+    assert feedback.backfill_dataset(storage, engine_of(client)) == 1  # p2 only
     assert dataset.names(storage) == ["7_p2"]
-
-
-def test_backfill_marks_drawings_copied_before_markers_existed(client, made):
-    storage = feedback_storage(client)
-    records = {"p1": answered(client, "p1", 3)}
-    storage.delete(feedback.copied_key("p1"))  # as a copy made by an older release
-    assert feedback.backfill_dataset(storage, records) == 0
-    dataset.delete(storage, "3_p1")  # so a later delete is one too
-    assert feedback.backfill_dataset(storage, records) == 0
-    assert dataset.names(storage) == []
+    storage.delete(feedback.copied_key("p1"))  # even without its copy marker
+    assert feedback.backfill_dataset(storage, engine_of(client)) == 0
+    assert dataset.names(storage) == ["7_p2"]
 
 
 def test_feedback_waits_for_a_prediction_another_worker_is_still_writing(client, monkeypatch):

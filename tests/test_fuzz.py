@@ -24,7 +24,7 @@ from PIL import Image
 
 from digits import feedback, predictions
 from tests.fuzzing import CONTENT_TYPES, EXAMPLES, FUZZ, json_values, make_fuzz_app
-from tests.helpers import data_url, documented_schema, drawing_png, new_app
+from tests.helpers import data_url, documented_schema, drawing_png, free_port, new_app
 
 
 def png(size: tuple[int, int], mode: str = "RGB") -> bytes:
@@ -238,8 +238,10 @@ def test_openapi_document_matches_the_routes(client):
                 assert parameter["schema"].get("type"), (path, parameter)
     for needed in ("/hook", "/api/predict", "/api/feedback", "/api/stats", "/healthz"):
         assert needed in document["paths"]
-    # Only these never touch storage while answering (predictions are saved in the background).
+    # Only these never touch storage while answering (predictions are saved in the background;
+    # the gallery and the counts read the database alone).
     storage_free = {"/healthz", "/api/openapi.json", "/api/predict"}
+    storage_free |= {"/api/dataset", "/api/dataset/counts"}
     assert {path for path, *_ in STORAGE_USERS} == set(document["paths"]) - storage_free
 
 
@@ -267,8 +269,6 @@ OLD_ID = predictions.new_id(datetime(2020, 1, 1, tzinfo=UTC))  # looked up once,
 ADMIN = {"headers": {"Authorization": "Bearer s3cret"}}
 STORAGE_USERS = [
     ("/api/stats", "get", "/api/stats", {}),
-    ("/api/dataset", "get", "/api/dataset", {}),
-    ("/api/dataset/counts", "get", "/api/dataset/counts", {}),
     ("/api/dataset/image/{name}", "get", "/api/dataset/image/7_x", {}),
     ("/api/dataset/export", "get", "/api/dataset/export", ADMIN),
     ("/api/dataset/{name}", "delete", "/api/dataset/7_x", ADMIN),
@@ -300,6 +300,32 @@ def test_storage_failures_match_their_documented_schemas(tmp_path, path, method,
     assert response.status_code == 503, response.data
     schema = documented_schema(document, path, method, 503)
     jsonschema.Draft202012Validator(schema).validate(response.json)
+
+
+# Every endpoint that reads or writes the records database (the gallery and the counts read
+# nothing else).
+DATABASE_USERS = [
+    ("/api/stats", "get", "/api/stats", {}),
+    ("/api/dataset", "get", "/api/dataset", {}),
+    ("/api/dataset/counts", "get", "/api/dataset/counts", {}),
+    ("/api/dataset/{name}", "delete", "/api/dataset/7_x", ADMIN),
+    ("/hook", "post", "/hook", {"json": {"imageBase64": GOOD_URL, "digit": 7}}),
+]
+
+
+@pytest.mark.parametrize("path, method, url, request_", DATABASE_USERS)
+def test_database_failures_match_their_documented_schemas(tmp_path, path, method, url, request_):
+    """A database that does not answer (nothing listens on its port) gets the documented 503,
+    and nothing is saved."""
+    dead = f"postgres://postgres@127.0.0.1:{free_port()}/digits"
+    app = make_fuzz_app(tmp_path / "storage", ADMIN_TOKEN="s3cret", DATABASE_URL=dead)
+    client = app.test_client()
+    document = client.get("/api/openapi.json").json
+    response = client.open(url, method=method.upper(), **request_)
+    assert response.status_code == 503, response.data
+    schema = documented_schema(document, path, method, 503)
+    jsonschema.Draft202012Validator(schema).validate(response.json)
+    assert not (tmp_path / "storage" / "drawings").exists()
 
 
 def test_predictions_by_nets_that_learned_match_the_schema(client, monkeypatch):

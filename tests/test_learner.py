@@ -22,10 +22,12 @@ pytest.importorskip("tensorflow")
 
 from digits import (  # noqa: E402
     dataset,
+    db,
     feedback,
     learner,
     mnist,
     predictions,
+    progress,
     registry,
     strokes,
     training,
@@ -74,7 +76,6 @@ def models_dir(tmp_path_factory, reference) -> Path:
 @pytest.fixture
 def app(make_app, models_dir, reference, monkeypatch):
     monkeypatch.setattr(learner, "load_reference", lambda: reference)
-    monkeypatch.setattr(learner, "_seen", {})
     monkeypatch.setattr(learner, "_shipped", {})
     monkeypatch.setattr(learner, "_scores", {})
     return make_app(MODELS_DIR=str(models_dir), TRAINER=SMALL, RATE_LIMIT_FEEDBACK="off")
@@ -199,10 +200,10 @@ def test_crash_before_publish_keeps_the_queue(app, corrections, monkeypatch):
 def test_crash_after_publish_does_not_learn_twice(app, corrections, reference, monkeypatch):
     real = learner.write_markers
 
-    def crash_on_learned(storage, net, ids, status, **info):
+    def crash_on_learned(storage, engine, net, ids, status, **info):
         if status == "learned":
             raise RuntimeError("killed after publish")
-        real(storage, net, ids, status, **info)
+        real(storage, engine, net, ids, status, **info)
 
     with monkeypatch.context() as crash:
         crash.setattr(learner, "write_markers", crash_on_learned)
@@ -273,7 +274,10 @@ def test_only_consented_digits_are_pending(app, corrections, monkeypatch):
     assert client.post("/api/feedback", json=body).status_code == 202
     body = {"id": "notadigit", "digit": None, "consent": True}
     assert client.post("/api/feedback", json=body).status_code == 202
-    assert sorted(learner.learnable_records(storage)) == sorted(corrections)
+    engine = db.engine_of(app)
+    for net in ("fnn", "cnn"):
+        pending = progress.pending_records(storage, engine, net)
+        assert sorted(r["id"] for r in pending) == sorted(corrections)
 
 
 def predict_over_http(port: int) -> str:
@@ -306,9 +310,10 @@ def test_local_runs_web_and_trainer_and_stops_both(tmp_path):
 
 def test_a_pass_backfills_the_dataset_copies_that_failed(tmp_path, reference, monkeypatch):
     """Without training: one "not a digit" (never learned) and one digit already marked."""
-    monkeypatch.setattr(learner, "_seen", {})
-    monkeypatch.setattr(feedback, "copy_to_dataset_later", lambda storage, record: None)  # killed
+    monkeypatch.setattr(feedback, "copy_to_dataset_later", lambda *args: None)  # killed
     storage = LocalStorage(tmp_path / "storage")
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'records.sqlite3'}")
+    db.upgrade(engine)
     prediction = {
         "created": "2026-11-24T10:00:00+00:00",
         "versions": {"fnn": "original", "cnn": "original"},
@@ -317,9 +322,9 @@ def test_a_pass_backfills_the_dataset_copies_that_failed(tmp_path, reference, mo
     }
     monkeypatch.setattr(predictions, "load", lambda storage, pid: {**prediction, "id": pid})
     for pid, digit in (("pnone", None), ("pfour", 4)):
-        feedback.record_feedback(storage, {"id": pid, "digit": digit, "consent": True})
+        feedback.record_feedback(storage, engine, {"id": pid, "digit": digit, "consent": True})
     for net in ("fnn", "cnn"):
-        learner.write_markers(storage, net, ["pfour"], "held_out")
-    outcomes = learner.learn_pending(storage, "unused", reference, learner.Settings())
+        learner.write_markers(storage, engine, net, ["pfour"], "held_out")
+    outcomes = learner.learn_pending(storage, engine, "unused", reference, learner.Settings())
     assert {outcome.status for outcome in outcomes} == {"nothing to learn"}
     assert sorted(dataset.names(storage)) == ["4_pfour", "none_pnone"]

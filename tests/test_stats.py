@@ -116,5 +116,5 @@ def test_answer_is_cached_briefly(answered, made, monkeypatch):  # noqa: F811
     made["f"] = fake_prediction("f")
     answered.post("/api/feedback", json={"id": "f", "digit": 3, "consent": True})
     assert answered.get("/api/stats").json["totals"]["feedback"] == first  # still cached
-    monkeypatch.setattr(stats, "CACHE_SECONDS", 0.0)
+    monkeypatch.setattr(stats._answers, "seconds", 0.0)
     assert answered.get("/api/stats").json["totals"]["feedback"] == first + 1

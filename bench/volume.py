@@ -1,0 +1,424 @@
+"""Volume bench: the app at a real site's volume, on SQLite and PostgreSQL, blobs on S3 (moto).
+
+    .venv/bin/python bench/volume.py                      # 2k, 20k, 100k feedback; 50k drawings
+    .venv/bin/python bench/volume.py --sizes 500,2000 --seconds 5      # a quick run
+    .venv/bin/python bench/volume.py --databases sqlite --storage local
+
+Storage and the database are filled through the project's own code, growing from one size to
+the next: feedback records as digits/feedback.py builds them (half to four fifths with consent,
+their drawings copied into the dataset as feedback.save_to_dataset does), drawings saved as
+/hook saves them up to the size's drawing count (the issue's 2k/2k, 20k/20k, 100k/50k), rows
+as `flask db rebuild` writes them, and every learnable sample marked learned by both nets (the
+trainer's rows; its markers in storage are left out, as only a rebuild reads them).
+
+At each size, gunicorn starts as in production (gunicorn.conf.py, 3 workers) and is measured:
+- the first GET /api/stats of a fresh process, and the uncached computation's p99 (20 runs
+  against the database, the part of any later call that is not served from the cache);
+- GET /api/dataset/counts, and a gallery page, cold (the first page, and one deep in it);
+- the largest worker RSS after stats, counts and gallery pages;
+- a trainer pass with nothing new (`learner.learn_pending`, TensorFlow imported beforehand);
+- POST /api/predict p99 alone, then while 16 clients hammer /api/stats and gallery pages.
+Baseline, in the same run: reading every feedback record from storage (a listing, then a GET
+each), which is what the first stats call and every trainer pass cost before the database;
+measured up to --baseline-max records (it takes minutes on moto above that).
+
+Results: a markdown table on stdout and in bench/out/volume.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.load import (  # noqa: E402
+    BUCKET,
+    HOST,
+    STROKES,
+    Moto,
+    page_png,
+    percentile,
+    start_gunicorn,
+    stop_gunicorn,
+    warm_up,
+)
+from digits import dataset, db, feedback, predictions, rebuild, records  # noqa: E402
+from digits.nets import NETS  # noqa: E402
+from digits.storage import LocalStorage, open_storage  # noqa: E402
+from tests.helpers import data_url, free_port, worker_pids  # noqa: E402
+
+WRITERS = 16  # storage writes in flight while filling
+PNGS = [base64.b64encode(page_png(lines)).decode() for lines in STROKES]
+
+
+@dataclass
+class Filled:
+    """What storage and the database hold so far."""
+
+    feedback: int = 0
+    drawings: int = 0
+    learnable: dict[str, list[str]] = field(default_factory=dict)
+
+
+def output(digit: int) -> dict:
+    probabilities = [0.02] * 10
+    probabilities[digit] = 0.82
+    return {"digit": digit, "probabilities": probabilities}
+
+
+def feedback_record(i: int, rng: random.Random, consent: bool, start: datetime) -> dict:
+    """A feedback record as feedback.build_record makes it, for a prediction made some time in
+    the last 60 days."""
+    moment = start + timedelta(seconds=rng.randrange(60 * 86400))
+    digit = rng.choice([*range(10), None])
+    said = {
+        net: digit if digit is not None and rng.random() < 0.9 else rng.randrange(10)
+        for net in NETS
+    }
+    prediction = {
+        "id": predictions.new_id(moment),
+        "created": moment.isoformat(),
+        "versions": {"fnn": rng.choice(["original", "v1"]), "cnn": "original"},
+        **{net: output(said[net]) for net in NETS},
+        "image": PNGS[i % len(PNGS)],
+    }
+    record = feedback.build_record(prediction, digit, consent)
+    record["created"] = (moment + timedelta(seconds=20)).isoformat()
+    return record
+
+
+def store_feedback(storage, record: dict) -> dict | None:
+    """The JSON record, and the dataset copy with its marker when consented; the copy's row."""
+    storage.put(feedback.key_of(record["id"]), json.dumps(record).encode())
+    if not record["consent"]:
+        return None
+    name = feedback.save_to_dataset(storage, record)
+    feedback.mark_copied(storage, record["id"], name)
+    return {
+        "name": name,
+        "label": feedback.dataset_label(record),
+        "source": record["source"],
+        "created": record["created"],
+        "prediction_id": record["id"],
+    }
+
+
+def store_drawing(storage, i: int) -> dict:
+    label = str(i % 10)
+    png = base64.b64decode(PNGS[i % len(PNGS)])
+    name = dataset.save_drawing(storage, png, label, "collect")
+    return {
+        "name": name,
+        "label": label,
+        "source": "collect",
+        "created": datetime.now(UTC).isoformat(),
+    }
+
+
+def fill(storage, engine, have: Filled, feedback_n: int, drawings_n: int) -> float:
+    """Grow storage and the database to these counts; return the seconds it took."""
+    started = time.monotonic()
+    rng = random.Random(have.feedback)
+    start = datetime.now(UTC) - timedelta(days=61)
+    consent_share = min(0.8, 0.8 * drawings_n / feedback_n)
+    new = [
+        feedback_record(i, rng, rng.random() < consent_share, start)
+        for i in range(have.feedback, feedback_n)
+    ]
+    with ThreadPoolExecutor(WRITERS) as pool:
+        copies = [row for row in pool.map(lambda r: store_feedback(storage, r), new) if row]
+        have.drawings += len(copies)
+        extra = range(have.drawings, max(have.drawings, drawings_n))
+        collected = list(pool.map(lambda i: store_drawing(storage, i), extra))
+    have.drawings += len(collected)
+    with db.writing(engine) as conn:
+        rebuild.insert_all(conn, db.feedback, (records.feedback_row(r) for r in new))
+        records.retally(conn)
+        rows = (records.drawing_row(meta) for meta in copies + collected)
+        rebuild.insert_all(conn, db.drawings, rows)
+        learnable = [r["id"] for r in new if r["consent"] and r["digit"] is not None]
+        for net in NETS:
+            records.mark(conn, net, learnable, "learned", "v1")
+    have.feedback = feedback_n
+    return time.monotonic() - started
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def get(port: int, path: str, conn: http.client.HTTPConnection | None = None) -> float:
+    """Seconds for one GET, which must answer 200."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection(HOST, port, timeout=120)
+    started = time.perf_counter()
+    conn.request("GET", path)
+    response = conn.getresponse()
+    response.read()
+    seconds = time.perf_counter() - started
+    if own:
+        conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"GET {path}: {response.status}")
+    return seconds
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def uncached_stats_p99(engine) -> float:
+    times = []
+    for _ in range(20):
+        started = time.perf_counter()
+        with db.reading(engine) as conn:
+            records.accuracy_stats(conn)
+        times.append(time.perf_counter() - started)
+    return percentile(times, 99)
+
+
+def predict_p99(port: int, seconds: float) -> float:
+    body = json.dumps({"imageBase64": data_url(page_png(STROKES[1]))})
+    headers = {"Content-Type": "application/json"}
+    conn = http.client.HTTPConnection(HOST, port, timeout=60)
+    times, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        conn.request("POST", "/api/predict", body, headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"predict: {response.status}")
+        times.append(time.perf_counter() - started)
+    conn.close()
+    return percentile(times, 99)
+
+
+def hammer(port: int, clients: int, stop: threading.Event, pages: int, errors: list) -> None:
+    """`clients` keep-alive clients asking for the stats and random gallery pages until stop."""
+
+    def client(index: int) -> None:
+        rng = random.Random(index)
+        conn = http.client.HTTPConnection(HOST, port, timeout=60)
+        while not stop.is_set():
+            path = "/api/stats" if index % 2 else f"/api/dataset?page={rng.randint(1, pages)}"
+            try:
+                get(port, path, conn)
+            except Exception as e:  # counted: a public page must answer under load too
+                errors.append(repr(e))
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, port, timeout=60)
+
+    for index in range(clients):
+        threading.Thread(target=client, args=(index,), daemon=True).start()
+
+
+TRAINER_PASS = """
+import sys, time
+from main import create_app
+from digits import learner, mnist, training
+import numpy as np
+images, labels = mnist.load_fixture()
+x = training.normalise_mnist(images)
+reference = learner.Reference(x[:100], labels[:100].astype(np.int64), x[100:], labels[100:])
+app = create_app()
+with app.app_context():
+    started = time.perf_counter()
+    if hasattr(learner, "pass_arguments"):  # with the database
+        where = learner.pass_arguments(app)
+    else:  # before it
+        where = (app.extensions["storage"], app.config["MODELS_DIR"])
+    outcomes = learner.learn_pending(*where, reference, learner.Settings())
+    seconds = time.perf_counter() - started
+assert {o.status for o in outcomes} == {"nothing to learn"}, outcomes
+print(seconds)
+"""
+
+
+def trainer_pass(env: dict) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", TRAINER_PASS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"trainer pass failed: {done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def storage_scan(storage) -> float:
+    """Before the database: list every feedback record and read each, READERS at a time."""
+    started = time.monotonic()
+    for _ in dataset.read_each(feedback.ids(storage), lambda i: feedback.load(storage, i)):
+        pass
+    return time.monotonic() - started
+
+
+def measure(env: dict, args, engine, storage, have: Filled, log: Path) -> dict:
+    port = free_port()
+    row: dict = {"feedback": have.feedback, "drawings": have.drawings}
+    row["baseline_scan"] = storage_scan(storage) if have.feedback <= args.baseline_max else None
+    server = start_gunicorn(port, {**env, "PORT": str(port)}, log, [])
+    try:
+        row["first_stats"] = get(port, "/api/stats")
+        row["stats_p99"] = uncached_stats_p99(engine)
+        row["counts"] = get(port, "/api/dataset/counts")
+        pages = max(1, have.drawings // 48)
+        row["gallery"] = max(
+            get(port, "/api/dataset?page=1"), get(port, f"/api/dataset?page={max(1, pages // 2)}")
+        )
+        for _ in range(6):  # every worker serves each kind of request at least once, likely
+            get(port, "/api/stats"), get(port, "/api/dataset/counts"), get(port, "/api/dataset")
+        row["rss"] = max(rss_mb(pid) for pid in worker_pids(server.pid))
+        warm_up(port)
+        row["predict_alone"] = predict_p99(port, args.seconds)
+        stop, errors = threading.Event(), []
+        hammer(port, args.clients, stop, pages, errors)
+        time.sleep(1.0)
+        row["predict_hammered"] = predict_p99(port, args.seconds)
+        stop.set()
+        row["hammer_errors"] = len(errors)
+    finally:
+        stop_gunicorn(server)
+    row["trainer_pass"] = trainer_pass(env) if args.trainer else None
+    return row
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def run_database(kind: str, args, moto: Moto | None, scratch: Path) -> list[dict]:
+    from tests.helpers import PostgresServer
+
+    server = None
+    if kind == "postgresql":
+        server = PostgresServer()
+        server.start()
+        url = server.new_database()
+    else:
+        url = f"sqlite:///{scratch / kind / 'digits.sqlite3'}"
+        (scratch / kind).mkdir(parents=True)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "WEB_CONCURRENCY": "3",
+        "LOG_REQUESTS": "off",
+        "RATE_LIMIT_SAVES": "off",
+        "RATE_LIMIT_FEEDBACK": "off",
+        "MODEL_WATCH": "off",
+    }
+    if moto:
+        env |= {"STORAGE_URL": f"s3://{BUCKET}/{kind}", "AWS_ENDPOINT_URL": moto.endpoint}
+        storage = open_storage(env["STORAGE_URL"], moto.endpoint)
+    else:
+        env["STORAGE_URL"] = str(scratch / kind / "storage")
+        storage = LocalStorage(env["STORAGE_URL"])
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    have, rows = Filled(), []
+    try:
+        for size in args.sizes:
+            took = fill(storage, engine, have, size, min(size, args.drawings))
+            print(
+                f"{kind}: filled to {have.feedback} feedback, {have.drawings} drawings"
+                f" in {took:.0f} s",
+                flush=True,
+            )
+            row = measure(env, args, engine, storage, have, scratch / f"{kind}-{size}.log")
+            rows.append({"database": kind, **row})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        engine.dispose()
+        if server:
+            server.stop()
+    return rows
+
+
+def ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:,.0f} ms"
+
+
+COLUMNS = (
+    ("database", lambda r: r["database"]),
+    ("feedback / drawings", lambda r: f"{r['feedback']:,} / {r['drawings']:,}"),
+    ("first /api/stats", lambda r: ms(r["first_stats"])),
+    ("stats uncached p99", lambda r: ms(r["stats_p99"])),
+    ("worker RSS", lambda r: f"{r['rss']:.0f} MB"),
+    ("gallery page, cold", lambda r: ms(r["gallery"])),
+    ("counts", lambda r: ms(r["counts"])),
+    ("trainer pass, nothing new", lambda r: ms(r["trainer_pass"])),
+    ("predict p99 alone", lambda r: ms(r["predict_alone"])),
+    ("predict p99 while clients hammer stats+gallery", lambda r: ms(r["predict_hammered"])),
+    ("errors under load", lambda r: str(r["hammer_errors"])),
+    ("baseline: read every feedback record", lambda r: ms(r["baseline_scan"])),
+)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(cell(row) for _, cell in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--sizes", default="2000,20000,100000", type=lambda text: [int(s) for s in text.split(",")]
+    )
+    parser.add_argument("--drawings", type=int, default=50_000, help="drawings at most")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--storage", choices=("s3", "local"), default="s3")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per predict measurement")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--baseline-max", type=int, default=20_000)
+    parser.add_argument(
+        "--no-trainer", dest="trainer", action="store_false", help="skip the trainer pass"
+    )
+    args = parser.parse_args()
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
+        os.environ.setdefault(name, value)
+    moto = Moto() if args.storage == "s3" else None
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="digits-volume-") as scratch:
+            for kind in args.databases.split(","):
+                rows += run_database(kind, args, moto, Path(scratch))
+    finally:
+        if moto:
+            moto.process.kill()  # its data is thrown away: no need to wait for a clean stop
+            moto.process.wait()
+    out = table(rows)
+    print(out)
+    (ROOT / "bench" / "out").mkdir(exist_ok=True)
+    header = f"Volume bench, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, blobs on {args.storage}\n\n"
+    (ROOT / "bench" / "out" / "volume.md").write_text(header + out + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
