@@ -73,9 +73,16 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def live_app(storage_root, models_dir):
+def live_app(storage_root, models_dir, tmp_path_factory):
+    # Its own database: a session fixture starts before each test's DATABASE_URL is set, and
+    # the default would be the repository's instance/ folder, which `make run` then shows.
+    records = tmp_path_factory.mktemp("browser-records") / "digits.sqlite3"
     return new_app(
-        storage_root, MODELS_DIR=str(models_dir), ADMIN_TOKEN=ADMIN_TOKEN, LOG_REQUESTS="off"
+        storage_root,
+        MODELS_DIR=str(models_dir),
+        ADMIN_TOKEN=ADMIN_TOKEN,
+        LOG_REQUESTS="off",
+        DATABASE_URL=f"sqlite:///{records}",
     )
 
 
