@@ -128,7 +128,9 @@ def data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def fake_prediction(pid: str, fnn: int = 3, cnn: int = 3, empty: bool = False) -> dict:
+def fake_prediction(
+    pid: str, fnn: int = 3, cnn: int = 3, empty: bool = False, versions: dict | None = None
+) -> dict:
     """A prediction's record as predictions.load returns it, with the nets' answers given."""
 
     def output(digit: int) -> dict:
@@ -139,7 +141,7 @@ def fake_prediction(pid: str, fnn: int = 3, cnn: int = 3, empty: bool = False) -
     return {
         "id": pid,
         "created": "2026-11-24T10:00:00+00:00",
-        "versions": {"fnn": "original", "cnn": "original"},
+        "versions": versions or {"fnn": "original", "cnn": "original"},
         "fnn": output(fnn),
         "cnn": output(cnn),
         "empty": empty,
@@ -290,23 +292,6 @@ class PostgresServer:
 # --- feedback records for the records database ------------------------------------------------
 
 
-def records_prediction(pid: str, fnn: int, cnn: int, versions: dict | None = None) -> dict:
-    def output(digit: int) -> dict:
-        probabilities = [0.01] * 10
-        probabilities[digit] = 0.91
-        return {"digit": digit, "probabilities": probabilities}
-
-    return {
-        "id": pid,
-        "created": "2026-11-24T10:00:00+00:00",
-        "versions": versions or {"fnn": "original", "cnn": "original"},
-        "fnn": output(fnn),
-        "cnn": output(cnn),
-        "empty": False,
-        "image": base64.b64encode(drawing_png()).decode(),
-    }
-
-
 def random_records(count: int, seed: int = 0) -> list[dict]:
     """Feedback records as digits/feedback.py builds them, over days, versions and answers."""
     rng = random.Random(seed)
@@ -321,7 +306,9 @@ def random_records(count: int, seed: int = 0) -> list[dict]:
         versions = {"fnn": rng.choice(["original", "v1"]), "cnn": rng.choice(["original", "v2"])}
         pid = f"p{i:05d}"
         record = feedback.build_record(
-            records_prediction(pid, said["fnn"], said["cnn"], versions), digit, rng.random() < 0.7
+            fake_prediction(pid, said["fnn"], said["cnn"], versions=versions),
+            digit,
+            rng.random() < 0.7,
         )
         moment = start + timedelta(
             seconds=rng.randrange(4 * 86400), microseconds=rng.randrange(10**6)
