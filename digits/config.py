@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from digits import addons, db, retention, settings
+from digits import addons, db, lifecycle, progress, retention, settings
 from digits.security import parse_origins, parse_rate
 from digits.settings import BadSetting, on_off, seconds, whole_number
 from digits.storage import check_url
@@ -111,6 +111,24 @@ SETTINGS = (
         lambda name, value: whole_number(name, value, minimum=1),
         str(retention.DEFAULT_DAYS),
         "days a prediction (and its drawing) is kept unless an answer with consent keeps it",
+    ),
+    Setting(
+        "TRAINER_MIN_NEW",
+        lambda name, value: whole_number(name, value, minimum=1),
+        str(progress.MIN_NEW),
+        "the trainer learns (and publishes) a net once this many new corrections wait…",
+    ),
+    Setting(
+        "TRAINER_MAX_WAIT",
+        seconds,
+        str(int(progress.MAX_WAIT)),
+        "…or once the oldest has waited this many seconds",
+    ),
+    Setting(
+        "KEEP_VERSIONS",
+        lambda name, value: whole_number(name, value, minimum=1),
+        str(lifecycle.DEFAULT_KEEP),
+        "newest versions kept per net, besides the shipped, the served and the pinned ones",
     ),
 )
 

@@ -3,6 +3,7 @@
     models/<net>/<version>/model.tflite   immutable, written with if_none_match
     models/<net>/<version>/model.keras
     models/<net>/<version>/metrics.json   written last: a version exists once this does
+    (models/<net>/<version>/pinned.json   an admin's pin: digits/lifecycle.py keeps the version)
     models/current.json                   {"fnn": v, "cnn": v, "updated": iso, "by": who}
 
 The pointer only ever changes by compare-and-swap (if_match on the etag read, or if_none_match
@@ -189,23 +190,6 @@ def published(storage: Storage, net: str) -> list[str]:
         if name == "metrics.json" and _VERSION.fullmatch(version):
             found.append(version)
     return sorted(found)
-
-
-def versions(storage: Storage, net: str, models_dir: str | None = None) -> list[dict]:
-    """ "original" then every published version, oldest first, with metrics and a current flag."""
-    served = current(storage)[net]
-    out = [{"version": ORIGINAL, "created": None, "metrics": {}, "current": served == ORIGINAL}]
-    if models_dir is not None:
-        try:
-            out[0]["metrics"] = metrics(storage, models_dir, net, ORIGINAL)
-            out[0]["created"] = out[0]["metrics"].get("created")
-        except NotFound:
-            pass
-    for version in published(storage, net):
-        card = json.loads(storage.get(version_key(net, version, "metrics.json")).data)
-        entry = {"version": version, "created": card.get("created"), "metrics": card}
-        out.append({**entry, "current": served == version})
-    return out
 
 
 def _shipped(models_dir: str, net: str, suffix: str) -> bytes:
