@@ -19,7 +19,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from digits import addons, db, lifecycle, progress, retention, settings
+from digits import addons, db, retention, settings
 from digits.security import parse_origins, parse_rate
 from digits.settings import BadSetting, on_off, seconds, whole_number
 from digits.storage import check_url
@@ -112,22 +112,24 @@ SETTINGS = (
         str(retention.DEFAULT_DAYS),
         "days a prediction (and its drawing) is kept unless an answer with consent keeps it",
     ),
+    # Not a version of ~10 MB for every pass with one correction in it (progress.waiting)...
     Setting(
         "TRAINER_MIN_NEW",
         lambda name, value: whole_number(name, value, minimum=1),
-        str(progress.MIN_NEW),
+        "20",
         "the trainer learns (and publishes) a net once this many new corrections wait…",
     ),
     Setting(
         "TRAINER_MAX_WAIT",
         seconds,
-        str(int(progress.MAX_WAIT)),
+        "86400",
         "…or once the oldest has waited this many seconds",
     ),
+    # ...and not every version for ever (digits/lifecycle.py).
     Setting(
         "KEEP_VERSIONS",
         lambda name, value: whole_number(name, value, minimum=1),
-        str(lifecycle.DEFAULT_KEEP),
+        "10",
         "newest versions kept per net, besides the shipped, the served and the pinned ones",
     ),
 )

@@ -76,8 +76,11 @@ class Settings:
     seed: int = 0
     chunk: int = progress.CHUNK  # new samples per update at most: memory stays bounded
     held_user: int = 2000  # held-out user drawings a candidate is judged on: the newest ones
-    min_new: int = progress.MIN_NEW  # learn once this many new samples wait (progress.waiting)
-    max_wait: float = progress.MAX_WAIT  # ... or once the oldest has waited this many seconds
+    # Learn once this many new samples wait, or the oldest waited this many seconds
+    # (progress.waiting). The trainer command sets TRAINER_MIN_NEW and TRAINER_MAX_WAIT; these
+    # defaults wait for nothing.
+    min_new: int = 1
+    max_wait: float = 0.0
 
 
 @dataclass

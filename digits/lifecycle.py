@@ -28,7 +28,6 @@ from digits.nets import NETS
 from digits.storage import NotFound, Storage
 
 PIN = "pinned.json"
-DEFAULT_KEEP = 10
 # A version folder without metrics.json is a publish in progress, or one cut short (a crash, or
 # a delete that stopped after metrics.json); past this age it is the latter, and is cleared.
 LEFTOVER_AFTER = timedelta(hours=1)

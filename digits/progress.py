@@ -22,10 +22,6 @@ from digits.storage import Storage
 
 MARKERS = "trainer/"
 CHUNK = records.CHUNK
-# A net learns (and publishes) once this many new learnable samples wait, or once the oldest has
-# waited this long: not a version of ~10 MB for every pass with one correction in it.
-MIN_NEW = 20
-MAX_WAIT = 24 * 3600.0
 
 
 def marker_key(net: str, prediction_id: str) -> str:

@@ -23,9 +23,7 @@ CACHE_SECONDS = 5.0
 _answers: SharedAnswer[dict] = SharedAnswer(CACHE_SECONDS)
 
 
-def cached_stats(
-    storage: Storage, engine: Engine, models_dir: str, shown: int = lifecycle.DEFAULT_KEEP
-) -> dict:
+def cached_stats(storage: Storage, engine: Engine, models_dir: str, shown: int) -> dict:
     """compute() at most once per CACHE_SECONDS per process, shared by concurrent callers."""
     key = (storage.url, str(engine.url), str(models_dir), shown)
     return _answers.get(key, lambda: compute(storage, engine, models_dir, shown))
@@ -35,9 +33,7 @@ def clear_cache() -> None:
     _answers.clear()
 
 
-def compute(
-    storage: Storage, engine: Engine, models_dir: str, shown: int = lifecycle.DEFAULT_KEEP
-) -> dict:
+def compute(storage: Storage, engine: Engine, models_dir: str, shown: int) -> dict:
     with db.reading(engine) as conn:
         answer = records.accuracy_stats(conn)
     return answer | {"versions": versions(storage, engine, models_dir, shown)}

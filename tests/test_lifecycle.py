@@ -306,6 +306,13 @@ def test_a_version_pinned_through_the_api_is_kept_until_unpinned(admin_app):
     response = pin_request(client, {"net": "cnn", "version": made[0], "pinned": False})
     assert response.status_code == 200 and response.json["pinned"] is False
     assert lifecycle.prune(store, engine, "cnn", keep=1).deleted == [made[0]]
+    rollback = client.post(
+        "/api/models/rollback",
+        json={"net": "cnn", "version": made[0]},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert rollback.status_code == 404 and "no version" in rollback.json["error"]
+    assert registry.current(store)["cnn"] == made[-1]
 
 
 def test_the_models_commands_pin_list_and_prune(admin_app):
