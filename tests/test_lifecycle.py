@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -90,6 +91,20 @@ def test_a_net_waits_for_enough_new_samples_or_for_the_oldest_to_age(engine):
     with db.writing(engine) as conn:  # the FNN learned them all: it has nothing to wait for
         records.mark(conn, "fnn", learnable_ids(3), "learned", "v1")
     assert progress.waiting(engine, "fnn", 3, 3600, now) == ""
+
+
+def test_the_trainer_says_a_nets_waiting_line_once_and_again_when_it_changes(capsys):
+    from digits.cli_trainer import reporter
+
+    report = reporter()
+    for count in (6, 6, 7):  # one pass after another
+        reason = f"{count} new, need 20 or until T"
+        said = {"net": "cnn", "status": "waiting", "reason": reason}
+        report(SimpleNamespace(**said, candidate=None, version=None, base=None, metrics={}))
+    assert capsys.readouterr().out.splitlines() == [
+        "trainer: cnn waiting: 6 new, need 20 or until T",
+        "trainer: cnn waiting: 7 new, need 20 or until T",
+    ]
 
 
 # --- the cards in the database ----------------------------------------------------------------
