@@ -18,12 +18,13 @@ had versions before the table), and `flask db rebuild` makes them all again.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from digits import db, records, registry
+from digits import dataset, db, records, registry
 from digits.nets import NETS
 from digits.storage import NotFound, Storage
 
@@ -201,34 +202,33 @@ def left_over(version: str, now: datetime | None = None) -> bool:
 
 
 def prune(storage: Storage, engine: Engine, net: str, keep: int, apply: bool = True) -> Pruned:
-    """Delete the versions of `net` that are not kept (with `apply`; else only say which)."""
+    """Delete the versions of `net` that are not kept (with `apply`; else only say which).
+    Versions are deleted READERS at a time: the first prune of a deployment that kept every
+    version has hundreds to delete, each a few round trips to S3."""
     listing, done = plan(storage, engine, net, keep)
     if not apply:
         return done
     planned, done.deleted = done.deleted, []
-    for version in planned:
-        if still_unwanted(storage, net, version):
-            delete(storage, engine, net, version)
-            done.deleted.append(version)
-        else:
-            done.spared.append(version)
+    with ThreadPoolExecutor(dataset.READERS) as pool:
+        gone = list(pool.map(lambda version: delete_unless_wanted(storage, net, version), planned))
+    for version, deleted in zip(planned, gone, strict=True):
+        (done.deleted if deleted else done.spared).append(version)
     for version in done.leftovers:
         for key in listing.keys[version]:
             storage.delete(key)
+    with db.writing(engine) as conn:
+        records.remove_versions(conn, net, done.deleted)
     sync_rows(storage, engine, net, done.kept + done.spared)
     return done
 
 
-def still_unwanted(storage: Storage, net: str, version: str) -> bool:
-    """Read right before the delete: the pointer may have moved onto it (a rollback), or an
-    admin pinned it, since the plan was made."""
-    return registry.current(storage)[net] != version and not is_pinned(storage, net, version)
-
-
-def delete(storage: Storage, engine: Engine, net: str, version: str) -> None:
+def delete_unless_wanted(storage: Storage, net: str, version: str) -> bool:
+    """Delete the version unless the pointer moved onto it (a rollback) or an admin pinned it
+    since the plan was made: both are read again right before the delete."""
+    if registry.current(storage)[net] == version or is_pinned(storage, net, version):
+        return False
     registry.discard(storage, net, version)  # metrics.json first: then it is no longer listed
-    with db.writing(engine) as conn:
-        records.remove_versions(conn, net, [version])
+    return True
 
 
 def sync_rows(storage: Storage, engine: Engine, net: str, kept: list[str]) -> None:
