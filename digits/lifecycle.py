@@ -7,7 +7,8 @@ version the pointer names, the newest KEEP_VERSIONS and every pinned one; it del
 from storage and from `model_versions`. A version exists once its metrics.json does, so that file
 goes first (registry.discard): a delete cut short leaves files no one lists, which a later prune
 clears. The pointer and the pin are read again right before each delete, so a rollback or a pin
-made meanwhile keeps its version.
+made meanwhile keeps its version (and a rollback that lands just after the delete finds the
+version gone, and moves back: registry.rollback).
 
 The rows (digits/db.py `model_versions`) are what the Stats and Models pages and `flask models
 list` read: a few rows, never every metrics.json. Storage stays the truth: `record` adds a row
@@ -223,12 +224,15 @@ def prune(storage: Storage, engine: Engine, net: str, keep: int, apply: bool = T
 
 
 def delete_unless_wanted(storage: Storage, net: str, version: str) -> bool:
-    """Delete the version unless the pointer moved onto it (a rollback) or an admin pinned it
-    since the plan was made: both are read again right before the delete."""
-    if registry.current(storage)[net] == version or is_pinned(storage, net, version):
+    """Delete the version unless an admin pinned it or the pointer moved onto it (a rollback)
+    since the plan was made: both are read again (registry.delete_unserved: metrics.json first,
+    so a half-deleted version is never listed, and the pointer once more after it)."""
+    if is_pinned(storage, net, version):
         return False
-    registry.discard(storage, net, version)  # metrics.json first: then it is no longer listed
-    return True
+    try:
+        return registry.delete_unserved(storage, net, version)
+    except NotFound:
+        return True  # another prune deleted it first
 
 
 def sync_rows(storage: Storage, engine: Engine, net: str, kept: list[str]) -> None:

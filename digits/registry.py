@@ -14,6 +14,7 @@ pointer, every net serves the original. No TensorFlow here: the web process impo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -155,18 +156,46 @@ def discard(storage: Storage, net: str, version: str) -> None:
         storage.delete(version_key(net, version, name))
 
 
+def delete_unserved(storage: Storage, net: str, version: str) -> bool:
+    """Delete a version the pointer does not name; False, and the version whole, if it does.
+
+    Against a rollback at the same moment: metrics.json goes first, then the pointer is read
+    again. A rollback that moved onto the version before that read gets its card put back; one
+    that moves after it finds the card gone when it checks again, and moves back (rollback)."""
+    key = version_key(net, version, "metrics.json")
+    if current(storage)[net] == version:
+        return False
+    card = storage.get(key).data
+    storage.delete(key)
+    if current(storage)[net] == version:
+        storage.put(key, card, if_none_match=True)
+        return False
+    discard(storage, net, version)
+    return True
+
+
 def rollback(storage: Storage, net: str, version: str, by: str | None = None) -> dict:
     """Point `net` back at an existing version (or "original"); returns the new pointer.
 
-    Raises NotFound for a version that was never published, and model.BadModel for one
-    whose model.tflite is missing or not a loadable net: the pointer would name a version that
-    every worker refuses to load, so the API would claim one that is not served.
+    Raises NotFound for a version that was never published (or was deleted: digits/lifecycle.py),
+    and model.BadModel for one whose model.tflite is missing or not a loadable net: the pointer
+    would name a version that every worker refuses to load, so the API would claim one that is
+    not served.
     """
     check_net(net)
-    if version != ORIGINAL:
-        storage.get(version_key(net, version, "metrics.json"))  # NotFound if unknown
-        _check_servable(storage, net, version)
-    return move_pointer(storage, net, version, by=by)
+    if version == ORIGINAL:
+        return move_pointer(storage, net, version, by=by)
+    storage.get(version_key(net, version, "metrics.json"))  # NotFound if unknown
+    _check_servable(storage, net, version)
+    before = current(storage)[net]
+    pointer = move_pointer(storage, net, version, by=by)
+    try:  # a prune that read the pointer before it moved may have deleted the version meanwhile
+        storage.get(version_key(net, version, "metrics.json"))
+    except NotFound:
+        with contextlib.suppress(PreconditionFailed):  # moved on again: leave it to its mover
+            move_pointer(storage, net, before, expected=version, by=by)
+        raise
+    return pointer
 
 
 def _check_servable(storage: Storage, net: str, version: str) -> None:

@@ -236,6 +236,42 @@ def test_a_version_served_or_pinned_during_the_prune_is_kept(
         assert registry.current(store)["cnn"] == six[2]
 
 
+def test_a_rollback_landing_as_the_prune_deletes_keeps_its_version(store, engine, six, monkeypatch):
+    """The rollback found the card and moved the pointer just before the delete of metrics.json:
+    the prune reads the pointer once more after it, and puts the card back."""
+    victim = registry.version_key("cnn", six[2], "metrics.json")
+    real_delete = store.delete
+
+    def delete(key):
+        if key == victim and registry.current(store)["cnn"] != six[2]:
+            registry.rollback(store, "cnn", six[2], by="admin")
+        real_delete(key)
+
+    monkeypatch.setattr(store, "delete", delete)
+    done = lifecycle.prune(store, engine, "cnn", keep=2)
+    assert done.spared == [six[2]] and done.deleted == [six[3]]
+    assert registry.current(store)["cnn"] == six[2]
+    assert len(keys_of(store, "cnn", six[2])) >= 3 and six[2] in registry.published(store, "cnn")
+
+
+def test_a_rollback_to_a_version_deleted_meanwhile_moves_back_and_is_refused(
+    store, engine, six, monkeypatch
+):
+    """The prune read the pointer before the rollback moved it, and deleted the version: the
+    rollback finds its card gone once it has moved, moves back and answers NotFound."""
+    real_check = registry._check_servable
+
+    def checked_then_pruned(storage, net, version):
+        real_check(storage, net, version)
+        lifecycle.prune(storage, engine, net, keep=2)
+
+    monkeypatch.setattr(registry, "_check_servable", checked_then_pruned)
+    with pytest.raises(registry.NotFound):
+        registry.rollback(store, "cnn", six[2], by="admin")
+    assert registry.current(store)["cnn"] == six[1]
+    assert keys_of(store, "cnn", six[2]) == []
+
+
 def test_a_half_deleted_or_unfinished_version_is_cleared_once_old(store, engine, clock):
     publish(store, engine)
     now = datetime.now(UTC)
