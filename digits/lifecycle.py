@@ -7,8 +7,8 @@ version the pointer names, the newest KEEP_VERSIONS and every pinned one; it del
 from storage and from `model_versions`. A version exists once its metrics.json does, so that file
 goes first (registry.discard): a delete cut short leaves files no one lists, which a later prune
 clears. The pointer and the pin are read again right before each delete, so a rollback or a pin
-made meanwhile keeps its version (and a rollback that lands just after the delete finds the
-version gone, and moves back: registry.rollback).
+made meanwhile keeps its version; one that lands just after the delete finds the version gone
+and undoes itself (registry.delete_unserved, registry.rollback, `pin`).
 
 The rows (digits/db.py `model_versions`) are what the Stats and Models pages and `flask models
 list` read: a few rows, never every metrics.json. Storage stays the truth: `record` adds a row
@@ -135,11 +135,22 @@ def pin(storage: Storage, engine: Engine, net: str, version: str, pinned: bool, 
     if pinned:
         marker = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": by}
         storage.put(pin_key(net, version), json.dumps(marker).encode())
+        still_there(storage, net, version)
     with db.writing(engine) as conn:
         records.add_version(conn, row)
     if not pinned:
         storage.delete(pin_key(net, version))
     return {"net": net, "version": version, "pinned": pinned}
+
+
+def still_there(storage: Storage, net: str, version: str) -> None:
+    """A prune that read no pin may have deleted the version before the pin was written: then
+    take the pin away again and raise NotFound (a prune that deletes later sees the pin)."""
+    try:
+        read_card(storage, net, version)
+    except NotFound:
+        storage.delete(pin_key(net, version))
+        raise
 
 
 def is_pinned(storage: Storage, net: str, version: str) -> bool:
@@ -225,12 +236,12 @@ def prune(storage: Storage, engine: Engine, net: str, keep: int, apply: bool = T
 
 def delete_unless_wanted(storage: Storage, net: str, version: str) -> bool:
     """Delete the version unless an admin pinned it or the pointer moved onto it (a rollback)
-    since the plan was made: both are read again (registry.delete_unserved: metrics.json first,
-    so a half-deleted version is never listed, and the pointer once more after it)."""
-    if is_pinned(storage, net, version):
-        return False
+    since the plan was made: both are read again, before and after metrics.json goes
+    (registry.delete_unserved), so a half-deleted version is never listed."""
     try:
-        return registry.delete_unserved(storage, net, version)
+        return registry.delete_unserved(
+            storage, net, version, wanted=lambda: is_pinned(storage, net, version)
+        )
     except NotFound:
         return True  # another prune deleted it first
 

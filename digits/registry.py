@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -156,18 +157,21 @@ def discard(storage: Storage, net: str, version: str) -> None:
         storage.delete(version_key(net, version, name))
 
 
-def delete_unserved(storage: Storage, net: str, version: str) -> bool:
-    """Delete a version the pointer does not name; False, and the version whole, if it does.
+def delete_unserved(
+    storage: Storage, net: str, version: str, wanted: Callable[[], bool] = lambda: False
+) -> bool:
+    """Delete a version that the pointer does not name and `wanted()` (an admin's pin, say) does
+    not keep; False, and the version whole, if either does.
 
-    Against a rollback at the same moment: metrics.json goes first, then the pointer is read
-    again. A rollback that moved onto the version before that read gets its card put back; one
-    that moves after it finds the card gone when it checks again, and moves back (rollback)."""
+    Against a rollback (or a pin) at the same moment, both are read before and again after
+    metrics.json goes, which goes first: one that landed in between gets the card put back; one
+    that lands after finds the card gone when it checks again, and undoes itself (rollback)."""
     key = version_key(net, version, "metrics.json")
-    if current(storage)[net] == version:
+    if current(storage)[net] == version or wanted():
         return False
     card = storage.get(key).data
     storage.delete(key)
-    if current(storage)[net] == version:
+    if current(storage)[net] == version or wanted():
         storage.put(key, card, if_none_match=True)
         return False
     discard(storage, net, version)

@@ -236,22 +236,46 @@ def test_a_version_served_or_pinned_during_the_prune_is_kept(
         assert registry.current(store)["cnn"] == six[2]
 
 
-def test_a_rollback_landing_as_the_prune_deletes_keeps_its_version(store, engine, six, monkeypatch):
-    """The rollback found the card and moved the pointer just before the delete of metrics.json:
-    the prune reads the pointer once more after it, and puts the card back."""
+@pytest.mark.parametrize("meanwhile", ["rollback", "pin"])
+def test_a_rollback_or_pin_landing_as_the_prune_deletes_keeps_its_version(
+    store, engine, six, monkeypatch, meanwhile
+):
+    """It found the card just before the prune deleted metrics.json: the prune reads the pointer
+    and the pin once more after that delete, and puts the card back."""
     victim = registry.version_key("cnn", six[2], "metrics.json")
     real_delete = store.delete
 
     def delete(key):
-        if key == victim and registry.current(store)["cnn"] != six[2]:
-            registry.rollback(store, "cnn", six[2], by="admin")
+        if key == victim and not lifecycle.is_pinned(store, "cnn", six[2]):
+            if registry.current(store)["cnn"] != six[2]:
+                if meanwhile == "rollback":
+                    registry.rollback(store, "cnn", six[2], by="admin")
+                else:
+                    lifecycle.pin(store, engine, "cnn", six[2], True, by="admin")
         real_delete(key)
 
     monkeypatch.setattr(store, "delete", delete)
     done = lifecycle.prune(store, engine, "cnn", keep=2)
     assert done.spared == [six[2]] and done.deleted == [six[3]]
-    assert registry.current(store)["cnn"] == six[2]
     assert len(keys_of(store, "cnn", six[2])) >= 3 and six[2] in registry.published(store, "cnn")
+    assert six[2] in names(engine)
+
+
+def test_a_pin_of_a_version_deleted_meanwhile_is_refused(store, engine, six, monkeypatch):
+    """The prune read no pin and deleted the version while the pin was being written: the pin
+    finds the card gone, takes itself away and answers NotFound."""
+    marker = lifecycle.pin_key("cnn", six[2])
+    real_put = store.put
+
+    def put(key, data, **kwargs):
+        if key == marker:
+            lifecycle.prune(store, engine, "cnn", keep=2)
+        return real_put(key, data, **kwargs)
+
+    monkeypatch.setattr(store, "put", put)
+    with pytest.raises(registry.NotFound):
+        lifecycle.pin(store, engine, "cnn", six[2], True, by="admin")
+    assert keys_of(store, "cnn", six[2]) == [] and six[2] not in names(engine)
 
 
 def test_a_rollback_to_a_version_deleted_meanwhile_moves_back_and_is_refused(
