@@ -1,4 +1,4 @@
-"""The admin endpoints (dataset export and delete, model rollback), behind a bearer token.
+"""The admin endpoints (dataset export and delete, model rollback and pin), behind a bearer token.
 
 The token is the `ADMIN_TOKEN` setting; unset, the endpoints are off. The blueprint checks it
 before anything else it does, so a stranger is refused before the body is read or checked.
@@ -13,8 +13,8 @@ from flask import Blueprint, abort, current_app, jsonify, request, send_file
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from digits import dataset, db, records, registry
-from digits.bodies import BadInput, check_body, request_fields
+from digits import dataset, db, lifecycle, records, registry
+from digits.bodies import BadInput, check_body, json_fields, request_fields
 from digits.model import BadModel
 from digits.nets import NETS
 from digits.storage import NotFound, StorageUnavailable
@@ -89,3 +89,23 @@ def models_rollback():
     except StorageUnavailable:
         pass  # the pointer moved; the watcher swaps once storage answers again
     return jsonify(pointer=pointer)
+
+
+@bp.post("/api/models/pin")
+def models_pin():
+    """Pin a published version (never pruned), or unpin it with "pinned": false."""
+    fields = json_fields()
+    net, version, pinned = fields.get("net"), fields.get("version"), fields.get("pinned")
+    if net not in NETS:
+        raise BadInput(f"net must be one of {', '.join(NETS)}")
+    if version == registry.ORIGINAL:
+        raise BadInput("the original is always kept: it ships with the app")
+    if not registry.is_version(version):
+        raise BadInput("version must be a published version")
+    if not isinstance(pinned, bool):
+        raise BadInput("pinned must be true or false")
+    storage, engine = current_app.extensions["storage"], db.engine_of(current_app)
+    try:
+        return jsonify(lifecycle.pin(storage, engine, net, version, pinned, by="api"))
+    except NotFound:
+        abort(404, f"{net} has no version {version}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from digits import dataset, db, feedback, openapi, records, stats
+from digits import dataset, db, feedback, lifecycle, openapi, records, stats
 from digits import predict as prediction
 from digits.bodies import BadInput, check_body, json_fields, parse_label, request_fields
 from digits.serving import ModelService
@@ -80,12 +80,19 @@ def healthz():
 
 @bp.get("/api/stats")
 def learning_stats():
-    return jsonify(stats.cached_stats(storage(), engine(), current_app.config["MODELS_DIR"]))
+    config = current_app.config
+    answer = stats.cached_stats(storage(), engine(), config["MODELS_DIR"], config["KEEP_VERSIONS"])
+    return jsonify(answer)
 
 
 @bp.get("/api/models")
 def models_info():
-    return jsonify(nets=models().describe())
+    models_dir = current_app.config["MODELS_DIR"]
+
+    def card_of(net: str, version: str) -> dict:  # from the database, not a metrics.json
+        return lifecycle.card(storage(), engine(), models_dir, net, version)
+
+    return jsonify(nets=models().describe(card_of))
 
 
 @bp.get("/api/dataset/counts")

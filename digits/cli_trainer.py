@@ -15,6 +15,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from digits.cli_errors import storage_errors
+from digits.nets import NETS
 
 
 def finite(ctx, param, value: float | None) -> float | None:
@@ -67,13 +68,19 @@ def trainer_command(
     where = learner.pass_arguments(current_app)
     reference = learner.load_reference()
     click.echo(f"trainer: storage {where[0].url}, margin {settings.margin_mnist * 100:.2f} pp")
+    report = reporter()
     if once:
-        learner.learn_pending(*where, reference, settings, report=report)
+        outcomes = learner.learn_pending(*where, reference, settings, report=report)
+        prune_versions(*where[:2], published(outcomes))
         return
-    pruned = float("-inf")
+    pruned, started = float("-inf"), True
     while True:
         try:
-            learner.learn_pending(*where, reference, settings, report=report)
+            if started:  # every net once: versions (and rows) from before this trainer
+                prune_versions(*where[:2], NETS)
+                started = False
+            outcomes = learner.learn_pending(*where, reference, settings, report=report)
+            prune_versions(*where[:2], published(outcomes))
             pruned = prune_predictions(where[0], pruned)
         except Exception:  # storage down, a bad record...: log it, keep serving the loop
             logging.getLogger("digits.trainer").exception("trainer: update failed; will retry")
@@ -109,16 +116,47 @@ def prune_predictions(storage, last: float) -> float:
     return time.monotonic()
 
 
+def published(outcomes) -> list[str]:
+    return [outcome.net for outcome in outcomes if outcome.status == "published"]
+
+
+def prune_versions(storage, engine, nets) -> None:
+    """Delete these nets' versions that are not kept (KEEP_VERSIONS; digits/lifecycle.py)."""
+    from digits import lifecycle
+
+    for net in nets:
+        done = lifecycle.prune(storage, engine, net, current_app.config["KEEP_VERSIONS"])
+        if done.deleted:
+            click.echo(f"trainer: {net}: deleted {len(done.deleted)} old versions")
+
+
 def trainer_settings(margin: float | None, learning_rate: float | None):
-    """Settings from app.config["TRAINER"] (a dict), then the command-line options."""
+    """Settings from the table (TRAINER_MIN_NEW, TRAINER_MAX_WAIT), app.config["TRAINER"] (a
+    dict, for tests), then the command-line options."""
     from digits.learner import Settings
 
-    settings = Settings(**current_app.config.get("TRAINER", {}))
+    config = current_app.config
+    chosen = {"min_new": config["TRAINER_MIN_NEW"], "max_wait": config["TRAINER_MAX_WAIT"]}
+    settings = Settings(**(chosen | config.get("TRAINER", {})))
     if margin is not None:
         settings.margin_mnist = margin / 100
     if learning_rate is not None:
         settings.learning_rate = {"fnn": learning_rate, "cnn": learning_rate}
     return settings
+
+
+def reporter():
+    """report(), saying a net's "waiting" line only when it changes: the loop polls every few
+    seconds, and a net may wait for a day."""
+    said: dict[str, str] = {}
+
+    def report_once(outcome) -> None:
+        if outcome.status == "waiting" and said.get(outcome.net) == outcome.reason:
+            return
+        said[outcome.net] = outcome.reason if outcome.status == "waiting" else ""
+        report(outcome)
+
+    return report_once
 
 
 def report(outcome) -> None:

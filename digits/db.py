@@ -101,6 +101,20 @@ trainer_progress = sa.Table(
     sa.Column("at", TIME, nullable=False),
 )
 
+# One row per published model version, so the Stats and Models pages and `flask models list` read
+# a few rows instead of every version's metrics.json. Storage stays the truth (`flask db rebuild`
+# makes the rows again): a row is added after the version's metrics.json is written and removed
+# when the version is deleted; `pinned` (also a marker in storage) keeps it from being pruned.
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("net", sa.String(8), primary_key=True),
+    sa.Column("version", VERSION, primary_key=True),
+    sa.Column("created", TIME, nullable=True),
+    sa.Column("card", sa.Text, nullable=False),  # metrics.json without its feedback ids
+    sa.Column("pinned", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
 BUSY_SECONDS = 5.0  # SQLite: how long a writer waits for another one's lock
 CONNECT_SECONDS = 3  # PostgreSQL: a server that does not answer is a 503 well inside 30 s
 STATEMENT_MS = 5000

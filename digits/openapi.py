@@ -169,6 +169,16 @@ SCHEMAS["Rollback"] = {
     },
 }
 
+SCHEMAS["Pin"] = {
+    "type": "object",
+    "required": ["net", "version", "pinned"],
+    "properties": {
+        "net": {"enum": ["fnn", "cnn"]},
+        "version": {"type": "string", "description": "a published version (not the original)"},
+        "pinned": {"type": "boolean", "description": "true: never pruned; false: prunable again"},
+    },
+}
+
 PATHS = {
     "/hook": {
         "post": {
@@ -302,6 +312,20 @@ PATHS = {
                     " the pointer did not move"
                 ),
                 **ERRORS,
+                **ADMIN_ERRORS,
+            },
+        }
+    },
+    "/api/models/pin": {
+        "post": {
+            "summary": "Admin: keep a version of a net whatever KEEP_VERSIONS says, or stop",
+            **ADMIN,
+            "requestBody": body(ref("Pin")),
+            "responses": {
+                "200": json_response("the version's pin now", ref("Pin")),
+                "404": json_response("the net has no such version"),
+                **ERRORS,
+                "415": json_response("the body is not JSON: a form cannot say true or false"),
                 **ADMIN_ERRORS,
             },
         }

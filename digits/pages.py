@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from PIL import Image
 from werkzeug.routing import BuildError
 
-from digits import png, preprocess, registry
+from digits import db, lifecycle, png, preprocess, registry
 from digits.nets import KINDS, NETS, TITLES
 from digits.storage import StorageError
 
@@ -101,8 +101,9 @@ def model_card(net: str, version: str) -> dict | None:
     shipped = load_model_card(net)
     if version == registry.ORIGINAL:
         return shipped
-    try:
-        card = registry.metrics(current_app.extensions["storage"], str(models_dir()), net, version)
+    storage, engine = current_app.extensions["storage"], db.engine_of(current_app)
+    try:  # its row in the database: no metrics.json read
+        card = lifecycle.card(storage, engine, str(models_dir()), net, version)
     except StorageError:
         current_app.logger.exception("models page: no card for %s %s", net, version)
         return shipped

@@ -1,7 +1,9 @@
 """Accuracy of the two nets, measured on real feedback: what `GET /api/stats` returns.
 
 The answers' part comes from the database's tallies (digits/records.py): two small grouped
-queries whose cost follows the days and versions, not the number of answers. The whole answer
+queries whose cost follows the days and versions, not the number of answers. The versions' part
+comes from the database's cards (digits/lifecycle.py): the newest KEEP_VERSIONS, the pinned and
+the served ones, never every metrics.json. The whole answer
 is computed at most once per CACHE_SECONDS per process, and concurrent callers share that one
 computation (digits/cached.py). Only feedback with a digit counts for accuracy ("not a digit"
 has no right answer among 0-9).
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from digits import db, records, registry
+from digits import db, lifecycle, records
 from digits.cached import SharedAnswer
 from digits.nets import NETS
 from digits.storage import Storage
@@ -21,29 +23,27 @@ CACHE_SECONDS = 5.0
 _answers: SharedAnswer[dict] = SharedAnswer(CACHE_SECONDS)
 
 
-def cached_stats(storage: Storage, engine: Engine, models_dir: str) -> dict:
+def cached_stats(storage: Storage, engine: Engine, models_dir: str, shown: int) -> dict:
     """compute() at most once per CACHE_SECONDS per process, shared by concurrent callers."""
-    key = (storage.url, str(engine.url), str(models_dir))
-    return _answers.get(key, lambda: compute(storage, engine, models_dir))
+    key = (storage.url, str(engine.url), str(models_dir), shown)
+    return _answers.get(key, lambda: compute(storage, engine, models_dir, shown))
 
 
 def clear_cache() -> None:
     _answers.clear()
 
 
-def compute(storage: Storage, engine: Engine, models_dir: str) -> dict:
+def compute(storage: Storage, engine: Engine, models_dir: str, shown: int) -> dict:
     with db.reading(engine) as conn:
         answer = records.accuracy_stats(conn)
-    return answer | {"versions": versions(storage, models_dir)}
+    return answer | {"versions": versions(storage, engine, models_dir, shown)}
 
 
-def versions(storage: Storage, models_dir: str) -> list[dict]:
-    """Every version of each net ("original" first), its metrics card and whether it serves."""
-    out = []
-    for net in NETS:
-        for entry in registry.versions(storage, net, models_dir):
-            out.append(version_entry(net, entry))
-    return out
+def versions(storage: Storage, engine: Engine, models_dir: str, shown: int) -> list[dict]:
+    """Each net's versions ("original" first; then the newest `shown`, the pinned ones and the
+    one served, from the database's rows), its metrics card and whether it serves."""
+    listed = lifecycle.listed(storage, engine, models_dir, shown)
+    return [version_entry(net, entry) for net in NETS for entry in listed[net]]
 
 
 def version_entry(net: str, entry: dict) -> dict:

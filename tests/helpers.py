@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from digits import db, feedback, records, registry
 from digits.nets import NETS
+from digits.storage import LocalStorage
 from main import create_app
 
 BIN = Path(sys.executable).parent
@@ -173,6 +175,27 @@ def start_gunicorn(port: int, storage_dir: Path, models_dir: Path, **settings: s
 def worker_pids(master: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
     return [int(pid) for pid in found.stdout.split()]
+
+
+class CountingStorage(LocalStorage):
+    """Records each key read, and how many reads were in flight at once."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.read, self.in_flight, self.most = [], 0, 0
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            self.read.append(key)
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            time.sleep(0.01)  # a round trip, as on S3
+            return super().get(key)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
 
 def stored_files(storage_dir):

@@ -279,6 +279,12 @@ STORAGE_USERS = [
         "/api/models/rollback",
         {"json": {"net": "cnn", "version": "original"}, **ADMIN},
     ),
+    (
+        "/api/models/pin",
+        "post",
+        "/api/models/pin",
+        {"json": {"net": "cnn", "version": "20260101T000000Z-abcdef", "pinned": True}, **ADMIN},
+    ),
     ("/hook", "post", "/hook", {"json": {"imageBase64": GOOD_URL, "digit": 7}}),
     (
         "/api/feedback",

@@ -217,6 +217,7 @@ ADMIN_ENDPOINTS = [
     ("GET", "/api/dataset/export"),
     ("DELETE", "/api/dataset/3_20261124T000000000000_abcdefabcdef"),
     ("POST", "/api/models/rollback"),
+    ("POST", "/api/models/pin"),
 ]
 
 
