@@ -82,6 +82,28 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
+# moto's server checks If-Match / If-None-Match and then writes, in two steps, while another
+# request's thread may write in between: two compare-and-swaps of the pointer could then both
+# succeed, which real S3 never allows. Its conditional writes are made atomic here, as on S3.
+MOTO_ATOMIC = """
+import sys, threading
+from moto.s3.responses import S3Response
+from moto.server import main
+
+lock = threading.Lock()
+
+def atomic(method):
+    def locked(self, *args, **kwargs):
+        with lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+S3Response.put_object = atomic(S3Response.put_object)
+S3Response.delete_object = atomic(S3Response.delete_object)
+main(sys.argv[1:])
+"""
+
+
 class S3Server:
     """moto's standalone server: real HTTP on 127.0.0.1, started and stopped by the tests."""
 
@@ -91,9 +113,8 @@ class S3Server:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        moto = shutil.which("moto_server", path=str(BIN)) or "moto_server"
         self.process = subprocess.Popen(
-            [moto, "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-c", MOTO_ATOMIC, "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
