@@ -198,6 +198,15 @@ def save_indexed(app, png: bytes, label: str, source: str = "collect", **extra) 
         )
 
 
+def add_done_export(app, job_id: str) -> None:
+    """An export job's row as the worker leaves it once done (its zip is not written)."""
+    now = time.time()
+    row = {"id": job_id, "state": "done", "active": None, "created_at": now, "attempts": 1}
+    row |= {"done": 0, "finished_at": now, "key": f"exports/{job_id}-1.zip"}
+    with db.writing(db.engine_of(app)) as conn:
+        conn.execute(db.export_jobs.insert().values(row))
+
+
 def postgres_bin() -> Path:
     """Debian's newest PostgreSQL (15 on bookworm), or POSTGRES_BIN."""
     if os.environ.get("POSTGRES_BIN"):
