@@ -45,7 +45,7 @@ KEEP_SECONDS = 86400.0
 FRESH_SECONDS = 600.0  # the old GET /api/dataset/export hands out an export this recent
 PREFIX = "exports/"
 FILENAME = "digits-dataset.zip"
-ID_PATTERN = re.compile(r"x\d{8}T\d{6}-[0-9a-f]{8}")
+ID_PATTERN = re.compile(r"x[0-9]{8}T[0-9]{6}-[0-9a-f]{8}")  # ASCII digits only, as new_id
 
 log = logging.getLogger("digits.exports")
 jobs = db.export_jobs
@@ -232,7 +232,8 @@ def build(engine: Engine, storage: Storage, job: dict) -> None:
         out.seek(0)
         storage.put_file(zip_key(job), out)
     try:
-        update_own(engine, job, **ended("done", time.time()), key=zip_key(job), bytes=size)
+        ended_well = ended("done", time.time()) | {"error": None}  # an earlier attempt's
+        update_own(engine, job, **ended_well, key=zip_key(job), bytes=size)
     except Lost:
         storage.delete(zip_key(job))
         raise

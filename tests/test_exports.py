@@ -11,12 +11,13 @@ import time
 import urllib.request
 import zipfile
 
+import jsonschema
 import pytest
 import sqlalchemy as sa
 
 from digits import dataset, db, exports
 from digits.storage import LocalStorage, StorageUnavailable
-from tests.helpers import drawing_png, save_indexed, table_rows
+from tests.helpers import documented_schema, drawing_png, save_indexed, table_rows
 
 TOKEN = "s3cret"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -188,6 +189,27 @@ def test_the_old_route_starts_an_export_then_sends_to_it(make_app):
     assert ready.headers["Location"] == f"{started.json['url']}/download"
     followed = client.get(ready.headers["Location"], headers=ADMIN)
     assert zip_contents(followed.data) == zip_contents(old_export(app.extensions["storage"]))
+
+
+def test_export_answers_match_their_documented_schemas(make_app):
+    app = make_app(ADMIN_TOKEN=TOKEN)
+    fill(app, 1)
+    client = app.test_client()
+    document = client.get("/api/openapi.json").json
+
+    def check(path: str, method: str, response) -> dict:
+        schema = documented_schema(document, path, method, response.status_code)
+        jsonschema.Draft202012Validator(schema).validate(response.json)
+        return response.json
+
+    job = check("/api/dataset/export", "get", client.get("/api/dataset/export", headers=ADMIN))
+    check("/api/dataset/exports", "post", client.post("/api/dataset/exports", headers=ADMIN))
+    one = "/api/dataset/exports/{job_id}"
+    assert check(one, "get", client.get(job["url"], headers=ADMIN))["state"] == "queued"
+    work(app)
+    assert check(one, "get", client.get(job["url"], headers=ADMIN))["state"] == "done"
+    check("/api/dataset/export", "get", client.get("/api/dataset/export", headers=ADMIN))
+    check(one, "get", client.get(f"/api/dataset/exports/{UNKNOWN}", headers=ADMIN))
 
 
 def test_an_export_needs_the_admin_token(make_app):
