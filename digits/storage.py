@@ -300,7 +300,11 @@ class S3Storage:
             # 3 s, well inside Heroku's 30 s. (botocore's "max_attempts" counts retries only,
             # so it meant three tries; "total_max_attempts" counts them all.)
             retries = {"total_max_attempts": 2, "mode": "standard"}
-            config = Config(connect_timeout=2, read_timeout=3, retries=retries)
+            # s3v4 for presigned links too: botocore would sign those with SigV2 in the older
+            # regions, which buckets made since 2020 refuse.
+            config = Config(
+                connect_timeout=2, read_timeout=3, retries=retries, signature_version="s3v4"
+            )
             self._client = boto3.client(
                 "s3", endpoint_url=self.endpoint_url, config=config, **self.credentials
             )
