@@ -149,10 +149,9 @@ def claim(engine: Engine, worker: str, now: float | None = None) -> dict | None:
         if found is None:
             return None
         mine = sa.and_(jobs.c.id == found["id"], claimable(now))  # checked again by the UPDATE
-        if found["attempts"] >= MAX_ATTEMPTS:
-            gave_up = f"gave up after {MAX_ATTEMPTS} attempts"
-            error = sa.func.coalesce(jobs.c.error, gave_up)  # the last attempt's error, if known
-            conn.execute(jobs.update().where(mine).values(ended("failed", now), error=error))
+        if found["attempts"] >= MAX_ATTEMPTS:  # its worker stopped each time (killed, say)
+            error = f"gave up after {MAX_ATTEMPTS} attempts: the worker stopped"
+            conn.execute(jobs.update().where(mine).values(**ended("failed", now), error=error))
             return None
         claimed = conn.execute(
             jobs.update()
@@ -188,8 +187,14 @@ def beat(engine: Engine, job: dict, done: int, total: int) -> None:
 
 
 def give_back(engine: Engine, job: dict, error: str) -> None:
-    """Storage or the database went away: queued again for a later poll (its attempts count)."""
-    update_own(engine, job, state="queued", worker=None, heartbeat_at=None, error=error[:500])
+    """Storage or the database went away: queued again for a later poll, unless that was the
+    last attempt."""
+    if job["attempts"] >= MAX_ATTEMPTS:
+        gave_up = f"gave up after {job['attempts']} attempts: {error}"
+        update_own(engine, job, **ended("failed", time.time()), error=gave_up[:500])
+        return
+    again = {"state": "queued", "worker": None, "heartbeat_at": None}
+    update_own(engine, job, **again, error=f"will retry: {error}"[:500])
 
 
 # --- building one ----------------------------------------------------------------------------
@@ -248,7 +253,7 @@ def run(engine: Engine, storage: Storage, job: dict) -> None:
         log.warning("exports: %s was claimed by another worker; this attempt stops", job["id"])
     except StorageUnavailable as e:  # the database's failures too (DatabaseUnavailable)
         log.warning("exports: %s stopped, will retry: %s", job["id"], e)
-        give_back(engine, job, f"will retry: {e}")
+        give_back(engine, job, str(e))
     except Exception as e:
         log.exception("exports: %s failed", job["id"])
         update_own(engine, job, **ended("failed", time.time()), error=f"{e!r}"[:500])
