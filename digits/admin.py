@@ -106,7 +106,7 @@ def dataset_export():
         " url (POST /api/dataset/exports starts one), or ask here again once it is done"
     )
     headers = {"Location": body["url"], "Retry-After": str(int(exports.POLL_SECONDS))}
-    return jsonify(error=message, **body), 409, headers
+    return jsonify(body | {"error": message}), 409, headers  # the job's own error: at its url
 
 
 def job_or_404(job_id: str) -> dict:

@@ -25,8 +25,9 @@ UNKNOWN = "x20261207T000000-0123abcd"  # an id of the right form that no job has
 
 
 @pytest.fixture
-def export_app(make_app, store, database_url):
-    """The app on each storage (local, S3) and each database (SQLite, PostgreSQL)."""
+def export_app(make_app, store, database_url, engine):
+    """The app on each storage (local, S3) and each database (SQLite, PostgreSQL; `engine`
+    brings it to the newest schema, as the release phase does)."""
     return make_app(STORAGE=store, DATABASE_URL=database_url, ADMIN_TOKEN=TOKEN)
 
 
