@@ -310,7 +310,8 @@ def test_storage_failures_match_their_documented_schemas(tmp_path, path, method,
     """Storage that fails (here the storage folder is a file) gets the documented 503."""
     (tmp_path / "storage").write_text("not a folder")
     app = make_fuzz_app(tmp_path / "storage", ADMIN_TOKEN="s3cret")
-    add_done_export(app, EXPORT_ID)  # its download reads storage
+    if path.endswith("/download"):
+        add_done_export(app, EXPORT_ID)  # the download of a done export reads storage
     client = app.test_client()
     document = client.get("/api/openapi.json").json
     response = client.open(url, method=method.upper(), **request_)
