@@ -82,12 +82,12 @@ def trainer_command(
         time.sleep(interval)
 
 
-def start_exports() -> None:
+def start_exports():
     """The export thread: dataset exports the admin API queued are built beside the learning,
-    never behind a training pass (digits/exports.py)."""
+    never behind a training pass (digits/exports.py). Returns the event that stops it."""
     from digits import db, exports
 
-    exports.start_thread(db.engine_of(current_app), current_app.extensions["storage"])
+    return exports.start_thread(db.engine_of(current_app), current_app.extensions["storage"])
 
 
 def require_mnist_on_a_dyno() -> None:

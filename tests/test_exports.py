@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import sqlalchemy as sa
 
-from digits import dataset, db, exports
+from digits import cli_trainer, dataset, db, exports
 from digits.storage import LocalStorage, StorageUnavailable
 from tests.helpers import documented_schema, drawing_png, save_indexed, table_rows
 
@@ -374,12 +374,17 @@ def test_the_exports_command_builds_the_queued_job(make_app):
     assert result.exit_code == 0 and f"{job_id} done, 3 drawings" in result.output
 
 
-def test_the_export_thread_builds_a_job_and_stops(make_app):
+@pytest.mark.parametrize("started_by", ["exports", "the trainer"])
+def test_the_export_thread_builds_a_job_and_stops(make_app, started_by):
     app = make_app(ADMIN_TOKEN=TOKEN)
     fill(app, 2)
     client = app.test_client()
     job_url = client.post("/api/dataset/exports", headers=ADMIN).json["url"]
-    stop = exports.start_thread(db.engine_of(app), app.extensions["storage"], interval=0.05)
+    if started_by == "the trainer":  # its first poll is at once
+        with app.app_context():
+            stop = cli_trainer.start_exports()
+    else:
+        stop = exports.start_thread(db.engine_of(app), app.extensions["storage"], interval=0.05)
     try:
         deadline = time.monotonic() + 20
         while client.get(job_url, headers=ADMIN).json["state"] != "done":
