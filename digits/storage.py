@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,26 +290,32 @@ class S3Storage:
         self.credentials = credentials or {}
         self.url = f"s3://{bucket}/{self.prefix}"
         self._client = None
+        self._making_client = threading.Lock()
 
     @property
     def client(self):
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            # Short timeouts and one retry: a hung backend turns into a 503 after two tries of
-            # 3 s, well inside Heroku's 30 s. (botocore's "max_attempts" counts retries only,
-            # so it meant three tries; "total_max_attempts" counts them all.)
-            retries = {"total_max_attempts": 2, "mode": "standard"}
-            # s3v4 for presigned links too: botocore would sign those with SigV2 in the older
-            # regions, which buckets made since 2020 refuse.
-            config = Config(
-                connect_timeout=2, read_timeout=3, retries=retries, signature_version="s3v4"
-            )
-            self._client = boto3.client(
-                "s3", endpoint_url=self.endpoint_url, config=config, **self.credentials
-            )
+            # One client, made once: threads that make their first call together (an export's
+            # readers) would each make their own, at about 12 MB apiece.
+            with self._making_client:
+                if self._client is None:
+                    self._client = self._new_client()
         return self._client
+
+    def _new_client(self):
+        import boto3
+        from botocore.config import Config
+
+        # Short timeouts and one retry: a hung backend turns into a 503 after two tries of
+        # 3 s, well inside Heroku's 30 s. (botocore's "max_attempts" counts retries only,
+        # so it meant three tries; "total_max_attempts" counts them all.)
+        retries = {"total_max_attempts": 2, "mode": "standard"}
+        # s3v4 for presigned links too: botocore would sign those with SigV2 in the older
+        # regions, which buckets made since 2020 refuse.
+        config = Config(
+            connect_timeout=2, read_timeout=3, retries=retries, signature_version="s3v4"
+        )
+        return boto3.client("s3", endpoint_url=self.endpoint_url, config=config, **self.credentials)
 
     def put(
         self,

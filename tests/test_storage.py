@@ -270,3 +270,26 @@ def test_a_local_file_put_leaves_no_temp_file_when_the_source_fails(tmp_path):
     with pytest.raises(StorageUnavailable):
         store.put_file("exports/x.zip", Breaks())
     assert [p.name for p in (tmp_path / "s" / "exports").iterdir()] == []
+
+
+def test_threads_that_start_together_share_one_s3_client(monkeypatch):
+    """An export's readers make their first calls together: one client, not one each."""
+    import time
+
+    store = S3Storage("bucket", endpoint_url="http://127.0.0.1:9")
+    made = []
+    real = store._new_client
+
+    def slow_new_client():
+        time.sleep(0.05)  # wide enough for every thread to arrive meanwhile
+        made.append(real())
+        return made[-1]
+
+    monkeypatch.setattr(store, "_new_client", slow_new_client)
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(store.client)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and all(client is made[0] for client in seen)
