@@ -144,6 +144,9 @@ def claim(engine: Engine, worker: str, now: float | None = None) -> dict | None:
     """The claimable job, now running as ours; None if there is none, or another worker won.
     A job that has used up its attempts fails instead."""
     now = now or time.time()
+    with db.reading(engine) as conn:  # most polls find nothing: no write lock for those
+        if _one(conn, claimable(now)) is None:
+            return None
     with db.writing(engine) as conn:
         found = _one(conn, claimable(now))
         if found is None:
