@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 
 import click
@@ -82,7 +83,7 @@ def trainer_command(
         time.sleep(interval)
 
 
-def start_exports():
+def start_exports() -> threading.Event:
     """The export thread: dataset exports the admin API queued are built beside the learning,
     never behind a training pass (digits/exports.py). Returns the event that stops it."""
     from digits import db, exports
