@@ -366,6 +366,14 @@ def record_all(engine, items: list[dict]) -> None:
             pass
 
 
+def in_two_processes(function, *args_of_each) -> list:
+    """`function(*args)` in two fresh processes at once (each its own engine, as two dynos)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        return pool.starmap(function, args_of_each)
+
+
 def table_rows(engine, table: sa.Table) -> list[tuple]:
     with db.reading(engine) as conn:
         return sorted(conn.execute(sa.select(table)).all())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import multiprocessing
 import time
 import urllib.request
 import zipfile
@@ -17,7 +16,13 @@ import sqlalchemy as sa
 
 from digits import cli_trainer, dataset, db, exports
 from digits.storage import LocalStorage, StorageUnavailable
-from tests.helpers import documented_schema, drawing_png, save_indexed, table_rows
+from tests.helpers import (
+    documented_schema,
+    drawing_png,
+    in_two_processes,
+    save_indexed,
+    table_rows,
+)
 
 TOKEN = "s3cret"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -249,11 +254,6 @@ def race_request(url: str, start: float) -> str:
     job, _ = exports.request(engine)
     engine.dispose()
     return job["id"]
-
-
-def in_two_processes(function, *args_of_each) -> list:
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        return pool.starmap(function, args_of_each)
 
 
 @pytest.mark.slow
