@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 
 import click
@@ -55,6 +56,8 @@ def trainer_command(
     once: bool, interval: float, margin: float | None, learning_rate: float | None
 ) -> None:
     """Fine-tune both nets on new corrections; publish only candidates that pass the gate."""
+    if not once:
+        start_exports()
     require_mnist_on_a_dyno()  # before TensorFlow's import: a missing slug file fails at once
     from digits.cli_train import quiet_tensorflow
 
@@ -85,6 +88,14 @@ def trainer_command(
         except Exception:  # storage down, a bad record...: log it, keep serving the loop
             logging.getLogger("digits.trainer").exception("trainer: update failed; will retry")
         time.sleep(interval)
+
+
+def start_exports() -> threading.Event:
+    """The export thread: dataset exports the admin API queued are built beside the learning,
+    never behind a training pass (digits/exports.py). Returns the event that stops it."""
+    from digits import db, exports
+
+    return exports.start_thread(db.engine_of(current_app), current_app.extensions["storage"])
 
 
 def require_mnist_on_a_dyno() -> None:

@@ -31,7 +31,7 @@ _API = {
     "hook": ("api.hook", "/hook"),
     "counts": ("api.dataset_counts", "/api/dataset/counts"),
     "dataset": ("api.dataset_page", "/api/dataset"),
-    "export": ("admin.dataset_export", "/api/dataset/export"),
+    "export": ("admin.export_create", "/api/dataset/exports"),
     "stats": ("api.learning_stats", "/api/stats"),
 }
 

@@ -242,6 +242,15 @@ def save_indexed(app, png: bytes, label: str, source: str = "collect", **extra) 
         )
 
 
+def add_done_export(app, job_id: str) -> None:
+    """An export job's row as the worker leaves it once done (its zip is not written)."""
+    now = time.time()
+    row = {"id": job_id, "state": "done", "active": None, "created_at": now, "attempts": 1}
+    row |= {"done": 0, "finished_at": now, "key": f"exports/{job_id}-1.zip"}
+    with db.writing(db.engine_of(app)) as conn:
+        conn.execute(db.export_jobs.insert().values(row))
+
+
 def postgres_bin() -> Path:
     """Debian's newest PostgreSQL (15 on bookworm), or POSTGRES_BIN."""
     if os.environ.get("POSTGRES_BIN"):
@@ -399,6 +408,14 @@ def record_all(engine, items: list[dict]) -> None:
     for record in items:
         with records.feedback_once(engine, record):
             pass
+
+
+def in_two_processes(function, *args_of_each) -> list:
+    """`function(*args)` in two fresh processes at once (each its own engine, as two dynos)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        return pool.starmap(function, args_of_each)
 
 
 def table_rows(engine, table: sa.Table) -> list[tuple]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import zipfile
 
@@ -207,18 +206,6 @@ def test_admin_endpoints_need_the_right_token(admin_client, drawing_url):
     }
     assert admin_client.get("/api/dataset/counts").json["total"] == 0
     assert admin_client.delete(f"/api/dataset/{name}", headers=right).status_code == 404
-
-
-def test_export_zip_over_http(admin_client, drawing_url):
-    names = [save(admin_client, drawing_url, d) for d in (0, 9)]
-    response = admin_client.get("/api/dataset/export", headers={"Authorization": "Bearer s3cret"})
-    assert response.status_code == 200 and response.mimetype == "application/zip"
-    # a file to save, not to show
-    assert response.headers["Content-Disposition"] == "attachment; filename=digits-dataset.zip"
-    archive = zipfile.ZipFile(io.BytesIO(response.data))
-    rows = list(csv.DictReader(io.StringIO(archive.read("labels.csv").decode())))
-    assert sorted(r["file"] for r in rows) == sorted(f"{n[0]}/{n}.png" for n in names)
-    assert archive.read(rows[0]["file"]) == drawing_png()
 
 
 def test_cli_stats_and_export(client, runner, drawing_url, tmp_path):

@@ -242,12 +242,18 @@ def test_fuzz_pin(fuzz_target):
 
 @pytest.mark.slow
 def test_fuzz_export_tokens(fuzz_target):
+    routes = [
+        ("GET", "/api/dataset/export"),
+        ("POST", "/api/dataset/exports"),
+        ("GET", "/api/dataset/exports/x20261207T000000-0123abcd/download"),
+    ]
     request = st.builds(
-        lambda token: {
-            "method": "GET",
-            "path": "/api/dataset/export",
+        lambda route, token: {
+            "method": route[0],
+            "path": route[1],
             "headers": {} if token is None else {"Authorization": latin1(token)},
         },
+        st.sampled_from(routes),
         bad_tokens,
     )
 
