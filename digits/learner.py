@@ -320,6 +320,17 @@ def gate(base: dict, candidate: dict, settings: Settings, shipped: float | None 
 _scores: dict[tuple[str, str, int], dict] = {}  # (net, version, user count) -> evaluate()
 
 
+def compared(base: dict, candidate: dict) -> str:
+    """The gate's two measures, base -> candidate, for the trainer's log."""
+    line = f"MNIST test {base['mnist_test_accuracy']:.4f} -> {candidate['mnist_test_accuracy']:.4f}"
+    if candidate["user_heldout_count"]:
+        line += (
+            f", {candidate['user_heldout_count']} held-out drawings"
+            f" {base['user_heldout_accuracy']:.4f} -> {candidate['user_heldout_accuracy']:.4f}"
+        )
+    return line
+
+
 def base_evaluation(model, net: str, work: Plan, ref: Reference) -> dict:
     """The current version's scores: measured when it was made, if this process made it."""
     key = (net, work.base_version, len(work.user_y))
@@ -400,6 +411,7 @@ def learn_net(
         time.monotonic() - started,
     )
     ids = [s.id for s in work.new]
+    log.info("%s: %s", net, compared(base_scores, scores))
     reason = gate(base_scores, scores, settings, shipped)
     if reason:
         info = {"reason": reason, "base": work.base_version, "candidate": candidate_name}
