@@ -55,7 +55,10 @@ def trainer_command(
 ) -> None:
     """Fine-tune both nets on new corrections; publish only candidates that pass the gate."""
     require_mnist_on_a_dyno()  # before TensorFlow's import: a missing slug file fails at once
+    from digits import malloc
     from digits.cli_train import quiet_tensorflow
+
+    malloc.for_training()  # before TensorFlow's threads: see digits/malloc.py
 
     # Before TensorFlow's import: it adds a handler of its own (each line twice) unless the
     # root logger has one.
