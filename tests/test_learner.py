@@ -284,6 +284,15 @@ def test_accuracy_counts_every_chunk(monkeypatch):
     assert learner.chunked_accuracy(predict, pixels[:0], y[:0]) is None
 
 
+def test_the_training_set_is_shuffled_without_a_concatenated_copy():
+    rng = np.random.default_rng(0)
+    parts = [rng.random((5, 28, 28), np.float32), rng.random((7, 28, 28), np.float32)]
+    order = rng.permutation(12)
+    expected = np.concatenate(parts)[order]
+    found = learner.shuffled(parts, order)
+    assert found.dtype == np.float32 and np.array_equal(found, expected)
+
+
 def test_gate_margin():
     settings = learner.Settings(margin_mnist=0.003)
     base = {"mnist_test_accuracy": 0.990, "user_heldout_accuracy": None, "user_heldout_count": 0}
