@@ -59,7 +59,10 @@ def trainer_command(
     if not once:
         start_exports()
     require_mnist_on_a_dyno()  # before TensorFlow's import: a missing slug file fails at once
+    from digits import malloc
     from digits.cli_train import quiet_tensorflow
+
+    malloc.for_training()  # before TensorFlow's threads: see digits/malloc.py
 
     # Before TensorFlow's import: it adds a handler of its own (each line twice) unless the
     # root logger has one.

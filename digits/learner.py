@@ -56,6 +56,11 @@ from digits.storage import PreconditionFailed, Storage
 log = logging.getLogger("digits.trainer")
 MARKERS = progress.MARKERS
 AUGMENTS = {"fnn": augment.FNN_AUGMENT, "cnn": augment.CNN_AUGMENT}
+# Digits handled at a time: made float32 from the reference's uint8 pixels, or augmented (its
+# temporaries take about 57 kB a digit). And digits Keras evaluates at a time: the CNN's
+# activations for 1000 at once held about 100 MB (measured).
+CHUNK_DIGITS = 500
+EVAL_BATCH = 100
 
 
 @dataclass
@@ -85,7 +90,8 @@ class Settings:
 
 @dataclass
 class Reference:
-    """MNIST arrays: train for replay, test for the gate. float32 [N, 28, 28] in [0, 1].
+    """MNIST arrays: train for replay, test for the gate, [N, 28, 28]: as uint8 pixels (what
+    `load_reference` gives, a quarter of float32's memory) or float32 inputs in [0, 1].
     The held-out real writers' digits (optional) are measured on the card, not gated on."""
 
     train_x: np.ndarray
@@ -118,7 +124,8 @@ class Outcome:
 
 
 def load_reference() -> Reference:
-    """MNIST through the same `to_mnist` as serving, cached on disk (the first run takes ~20 s)."""
+    """MNIST through the same `to_mnist` as serving, cached on disk (the first run takes ~20 s),
+    kept as uint8 pixels: 55 MB where float16 replay and float32 test arrays took 125 MB."""
     arrays = _cached_reference()
     mnist_arrays = (arrays[k] for k in ("train_x", "train_y", "test_x", "test_y"))
     return Reference(*mnist_arrays, *strokes.held_out_inputs())
@@ -127,23 +134,41 @@ def load_reference() -> Reference:
 def _cached_reference() -> dict[str, np.ndarray]:
     # Keyed by preprocess.py's source: a change to preprocessing must not reuse stale inputs.
     digest = hashlib.md5(Path(preprocess.__file__).read_bytes(), usedforsecurity=False)
-    path = mnist.REPO_ROOT / "data" / "learner" / f"mnist16-{digest.hexdigest()[:12]}.npz"
+    path = mnist.REPO_ROOT / "data" / "learner" / f"mnist8-{digest.hexdigest()[:12]}.npz"
     if path.exists():
         with np.load(path) as npz:
             return dict(npz)
-    train_x, train_y = training.load_mnist("train")
-    test_x, test_y = training.load_mnist("test")
-    # float16 for the replay pool halves its memory; the gate's test set stays float32.
-    arrays = {"train_x": train_x.astype(np.float16), "train_y": train_y.astype(np.int64)}
-    arrays |= {"test_x": test_x, "test_y": test_y.astype(np.int64)}
+    (train_x, train_y), (test_x, test_y) = mnist_pixels("train"), mnist_pixels("test")
+    arrays = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)  # never a half-written cache under the final name
-    for stale in path.parent.glob("mnist16-*.npz"):
+    for stale in path.parent.glob("mnist8-*.npz"):
         if stale != path:
             stale.unlink()  # made with an older preprocess.py: never read again
     return arrays
+
+
+def mnist_pixels(split: mnist.Split) -> tuple[np.ndarray, np.ndarray]:
+    """One split through `to_mnist` as uint8 pixels, a chunk at a time: on a dyno's first pass
+    (its disk starts empty) float32 for all of MNIST train took 190 MB more at once."""
+    images, labels = mnist.load(split)
+    chunks = range(0, len(images), CHUNK_DIGITS)
+    pixels = [as_pixels(mnist.normalise(images[i : i + CHUNK_DIGITS])) for i in chunks]
+    return np.concatenate(pixels), labels.astype(np.int64)
+
+
+def as_pixels(x: np.ndarray) -> np.ndarray:
+    """float32 inputs [N, 28, 28] in [0, 1] as uint8 grey levels (off by at most 1/510)."""
+    return np.stack([preprocess.to_pixels(image) for image in x])
+
+
+def as_inputs(x: np.ndarray) -> np.ndarray:
+    """What the nets take, float32 in [0, 1], from uint8 pixels or from inputs already."""
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255
+    return x.astype(np.float32, copy=False)
 
 
 # --- the queue and its progress (digits/progress.py) -----------------------------------
@@ -242,21 +267,41 @@ def training_set(
     # Seeded by the batch, so each update replays a different slice of MNIST.
     rng = np.random.default_rng([settings.seed, len(new), len(replay), len(ref.train_x)])
     new_x = np.repeat(np.stack([s.x for s in new]), settings.copies, axis=0)
-    new_x = augment.augment_batch(new_x, rng, AUGMENTS[net])
+    new_x = augmented(new_x, rng, AUGMENTS[net])
     new_y = np.repeat([s.y for s in new], settings.copies)
     new_w = np.repeat([s.weight for s in new], settings.copies)
     count = max(settings.replay_min, int(len(new_x) * settings.replay_ratio))
     pick = rng.choice(len(ref.train_x), size=min(count, len(ref.train_x)), replace=False)
-    replayed = ref.train_x[pick].astype(np.float32)
+    replayed = as_inputs(ref.train_x[pick])
     parts_x, parts_y = [new_x, replayed], [new_y, ref.train_y[pick]]
     parts_w = [new_w, np.ones(len(pick))]
     if replay:
-        parts_x.append(augment.augment_batch(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
+        parts_x.append(augmented(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
         parts_y.append(np.array([s.y for s in replay]))
         parts_w.append(np.array([s.weight for s in replay]))
-    x, y, w = np.concatenate(parts_x), np.concatenate(parts_y), np.concatenate(parts_w)
-    order = rng.permutation(len(x))
-    return x[order][..., None], y[order].astype(np.int64), w[order].astype(np.float32)
+    order = rng.permutation(sum(len(part) for part in parts_y))
+    x, y, w = (shuffled(parts, order) for parts in (parts_x, parts_y, parts_w))
+    return x[..., None], y.astype(np.int64), w.astype(np.float32)
+
+
+def shuffled(parts: list[np.ndarray], order: np.ndarray) -> np.ndarray:
+    """`np.concatenate(parts)[order]` without the concatenated copy (30 MB on a full update)."""
+    out = np.empty((len(order), *parts[0].shape[1:]), np.result_type(*parts))
+    where = np.argsort(order)  # where each row of the concatenation goes
+    start = 0
+    for part in parts:
+        out[where[start : start + len(part)]] = part
+        start += len(part)
+    return out
+
+
+def augmented(x: np.ndarray, rng: np.random.Generator, aug: augment.Augment) -> np.ndarray:
+    """`augment_batch` a chunk at a time: the 3,000 copies of a 500-sample update took 170 MB
+    of temporaries at once."""
+    chunks = range(0, len(x), CHUNK_DIGITS)
+    return np.concatenate(
+        [augment.augment_batch(x[i : i + CHUNK_DIGITS], rng, aug) for i in chunks]
+    )
 
 
 def fine_tune(net: str, model, x: np.ndarray, y: np.ndarray, w: np.ndarray, settings: Settings):
@@ -271,9 +316,25 @@ def fine_tune(net: str, model, x: np.ndarray, y: np.ndarray, w: np.ndarray, sett
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray) -> float | None:
+    return chunked_accuracy(lambda inputs: training.predict(model, inputs, EVAL_BATCH), x, y)
+
+
+def served_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float | None:
+    """Accuracy of the exported bytes through LiteRT, as the web process serves them."""
+    return chunked_accuracy(lambda inputs: training.served_predictions(tflite, inputs), x, y)
+
+
+def chunked_accuracy(
+    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray
+) -> float | None:
+    """The share of `predict`'s digits that match y, with only one chunk as float inputs."""
     if len(x) == 0:
         return None
-    return float(np.mean(training.predict(model, x) == y))
+    right = 0
+    for start in range(0, len(x), CHUNK_DIGITS):
+        digits = predict(as_inputs(x[start : start + CHUNK_DIGITS]))
+        right += int(np.sum(digits == y[start : start + CHUNK_DIGITS]))
+    return right / len(x)
 
 
 def evaluate(model, ref: Reference, user_x: np.ndarray, user_y: np.ndarray) -> dict:
@@ -435,7 +496,7 @@ def publish(
     """
     tflite = training.export_tflite(model)
     if len(ref.test_y):
-        served = training.served_accuracy(tflite, ref.test_x, ref.test_y)
+        served = served_accuracy(tflite, ref.test_x, ref.test_y)
         metrics = {**metrics, "served_mnist_test_accuracy": served}
     if len(ref.real_y):
         real = training.served_real_scores(tflite, ref.real_x, ref.real_y)

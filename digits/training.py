@@ -230,11 +230,11 @@ def train_net(net: str, data: Data, epochs: int, verbose: int = 1) -> tuple[kera
 # ---------------------------------------------------------------- evaluation
 
 
-def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Predicted digits for float32 [N, 28, 28]."""
     if len(x) == 0:
         return np.zeros(0, dtype=np.int64)
-    probs = model.predict(x[..., None], batch_size=1000, verbose=0)
+    probs = model.predict(x[..., None], batch_size=batch_size, verbose=0)
     return probs.argmax(axis=1)
 
 

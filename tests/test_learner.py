@@ -293,6 +293,47 @@ def test_trust_weight_skips_labels_both_nets_are_sure_against():
     assert learner.trust_weight(record, settings) == 1.0
 
 
+def test_the_reference_keeps_mnist_as_pixels_within_half_a_grey_level(monkeypatch):
+    images, labels = mnist.load_fixture()
+    monkeypatch.setattr(mnist, "load", lambda split: (images, labels))
+    monkeypatch.setattr(learner, "CHUNK_DIGITS", 64)  # 200 digits: four chunks, one short
+    pixels, digits = learner.mnist_pixels("test")
+    assert pixels.dtype == np.uint8 and pixels.shape == images.shape
+    assert digits.tolist() == labels.tolist()
+    inputs = learner.as_inputs(pixels)
+    assert inputs.dtype == np.float32
+    assert np.abs(inputs - mnist.normalise(images)).max() <= 1 / 510 + 1e-6
+
+
+def test_accuracy_counts_every_chunk(monkeypatch):
+    monkeypatch.setattr(learner, "CHUNK_DIGITS", 3)
+    y = np.arange(10)
+    chunks = []
+
+    def predict(inputs):  # right on every digit but the last
+        assert inputs.dtype == np.float32 and inputs.max() == 1.0  # pixels made inputs
+        start = sum(len(chunk) for chunk in chunks)
+        chunks.append(inputs)
+        digits = y[start : start + len(inputs)].copy()
+        if start + len(inputs) == len(y):
+            digits[-1] += 1
+        return digits
+
+    pixels = np.full((10, 28, 28), 255, np.uint8)
+    assert learner.chunked_accuracy(predict, pixels, y) == 0.9
+    assert [len(chunk) for chunk in chunks] == [3, 3, 3, 1]
+    assert learner.chunked_accuracy(predict, pixels[:0], y[:0]) is None
+
+
+def test_the_training_set_is_shuffled_without_a_concatenated_copy():
+    rng = np.random.default_rng(0)
+    parts = [rng.random((5, 28, 28), np.float32), rng.random((7, 28, 28), np.float32)]
+    order = rng.permutation(12)
+    expected = np.concatenate(parts)[order]
+    found = learner.shuffled(parts, order)
+    assert found.dtype == np.float32 and np.array_equal(found, expected)
+
+
 def test_gate_margin():
     settings = learner.Settings(margin_mnist=0.003)
     base = {"mnist_test_accuracy": 0.990, "user_heldout_accuracy": None, "user_heldout_count": 0}

@@ -376,7 +376,8 @@ def test_app_json_asks_for_secrets_and_generates_the_admin_token():
     assert {"url": "heroku/python"} in app_json["buildpacks"]
     # Heroku does not mix Basic dynos with Standard ones in one app: the web dyno is Standard too.
     assert app_json["formation"]["web"] == {"quantity": 1, "size": "standard-1x"}
-    # The trainer imports TensorFlow: about 630 MB idle, 920 MB at peak, so it needs 1 GB.
+    # The trainer imports TensorFlow: about 610 MB idle, 830 MB at peak (bench/README.md), so
+    # it needs 1 GB.
     assert app_json["formation"]["worker"] == {"quantity": 1, "size": "standard-2x"}
 
 
