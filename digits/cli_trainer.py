@@ -56,13 +56,13 @@ def trainer_command(
     once: bool, interval: float, margin: float | None, learning_rate: float | None
 ) -> None:
     """Fine-tune both nets on new corrections; publish only candidates that pass the gate."""
-    if not once:
-        start_exports()
     require_mnist_on_a_dyno()  # before TensorFlow's import: a missing slug file fails at once
     from digits import malloc
     from digits.cli_train import quiet_tensorflow
 
-    malloc.for_training()  # before TensorFlow's threads: see digits/malloc.py
+    malloc.for_training()  # before any thread, the export thread's too: see digits/malloc.py
+    if not once:
+        start_exports()
 
     # Before TensorFlow's import: it adds a handler of its own (each line twice) unless the
     # root logger has one.
