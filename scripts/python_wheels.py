@@ -7,7 +7,8 @@ asks the package index through pip (metadata only, nothing is installed) and pri
     .venv/bin/python scripts/python_wheels.py               # .python-version and the next minor
     .venv/bin/python scripts/python_wheels.py 3.12 3.13 3.14
 
-Checked 2026-12-07: every pin has 3.13 wheels; tensorflow-cpu 2.21.0 has none for 3.14.
+Checked 2026-12-07: every pin has 3.13 wheels (SQLAlchemy, alembic, psycopg and psycopg-binary
+included, checked again after the database came in); tensorflow-cpu 2.21.0 has none for 3.14.
 """
 
 from __future__ import annotations
@@ -27,7 +28,19 @@ PLATFORMS = ["manylinux2014_x86_64"] + [
 
 def pins(requirements: Path = ROOT / "requirements.txt") -> list[str]:
     lines = (line.split("#", 1)[0].strip() for line in requirements.read_text().splitlines())
-    return [line for line in lines if line and not line.startswith("-")]
+    found = [line for line in lines if line and not line.startswith("-")]
+    return found + [binary for pin in found if (binary := compiled_extra(pin))]
+
+
+# An extra whose wheels are another package's: pip's --no-deps would never look at them.
+COMPILED_EXTRAS = {"psycopg[binary]": "psycopg-binary"}
+
+
+def compiled_extra(pin: str) -> str | None:
+    """psycopg[binary]==3.3.9 -> psycopg-binary==3.3.9, the package that holds the C code."""
+    name, _, version = pin.partition("==")
+    binary = COMPILED_EXTRAS.get(name)
+    return f"{binary}=={version}" if binary else None
 
 
 def wheel_for(pin: str, python: str) -> str | None:
