@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from digits import dataset, db, feedback, openapi, records, stats
+from digits import dataset, db, feedback, openapi, public, records, stats
 from digits import predict as prediction
 from digits.bodies import BadInput, check_body, json_fields, parse_label, request_fields
 from digits.serving import ModelService
@@ -80,7 +80,9 @@ def healthz():
 
 @bp.get("/api/stats")
 def learning_stats():
-    return jsonify(stats.cached_stats(storage(), engine(), current_app.config["MODELS_DIR"]))
+    models_dir = current_app.config["MODELS_DIR"]
+    body, etag = stats.cached_stats(storage(), engine(), models_dir, public.rendered_json)
+    return public.cacheable(body, etag)
 
 
 @bp.get("/api/models")

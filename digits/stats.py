@@ -2,12 +2,15 @@
 
 The answers' part comes from the database's tallies (digits/records.py): two small grouped
 queries whose cost follows the days and versions, not the number of answers. The whole answer
-is computed at most once per CACHE_SECONDS per process, and concurrent callers share that one
-computation (digits/cached.py). Only feedback with a digit counts for accuracy ("not a digit"
-has no right answer among 0-9).
+is computed and rendered at most once per CACHE_SECONDS per process, and concurrent callers
+share that one computation (digits/cached.py). Only feedback with a digit counts for accuracy
+("not a digit" has no right answer among 0-9).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -17,14 +20,19 @@ from digits.nets import NETS
 from digits.storage import Storage
 
 CACHE_SECONDS = 5.0
+T = TypeVar("T")
 
-_answers: SharedAnswer[dict] = SharedAnswer(CACHE_SECONDS)
+_answers: SharedAnswer = SharedAnswer(CACHE_SECONDS)
 
 
-def cached_stats(storage: Storage, engine: Engine, models_dir: str) -> dict:
-    """compute() at most once per CACHE_SECONDS per process, shared by concurrent callers."""
+def cached_stats(
+    storage: Storage, engine: Engine, models_dir: str, render: Callable[[dict], T]
+) -> T:
+    """render(compute()) at most once per CACHE_SECONDS per process, shared by concurrent
+    callers. The view keeps the answer as its bytes, so a cached call renders nothing
+    (digits/public.py); every caller in a process renders the same way."""
     key = (storage.url, str(engine.url), str(models_dir))
-    return _answers.get(key, lambda: compute(storage, engine, models_dir))
+    return _answers.get(key, lambda: render(compute(storage, engine, models_dir)))
 
 
 def clear_cache() -> None:

@@ -39,5 +39,10 @@ json_values = st.recursive(
 
 def make_fuzz_app(storage_dir: Path, **config):
     """No rate limits (the fuzz would hit them) and no request log (1,000 lines each)."""
-    quiet = {"RATE_LIMIT_SAVES": "off", "RATE_LIMIT_FEEDBACK": "off", "LOG_REQUESTS": "off"}
+    quiet = {
+        "RATE_LIMIT_SAVES": "off",
+        "RATE_LIMIT_FEEDBACK": "off",
+        "RATE_LIMIT_READS": "off",
+        "LOG_REQUESTS": "off",
+    }
     return new_app(storage_dir, **quiet, **config)
