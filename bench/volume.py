@@ -151,6 +151,7 @@ def fill(storage, engine, have: Filled, feedback_n: int, drawings_n: int) -> flo
         records.retally(conn)
         rows = (records.drawing_row(meta) for meta in copies + collected)
         rebuild.insert_all(conn, db.drawings, rows)
+        records.recount(conn)
         learnable = [r["id"] for r in new if r["consent"] and r["digit"] is not None]
         for net in NETS:
             records.mark(conn, net, learnable, "learned", "v1")

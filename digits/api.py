@@ -94,7 +94,8 @@ def models_info():
 def dataset_counts():
     with db.reading(engine()) as conn:
         tally = records.counts(conn)
-    return jsonify(counts=tally, total=sum(tally.values()))  # "none": not a digit, people said
+    # "none": not a digit, people said
+    return public.revalidated_json({"counts": tally, "total": sum(tally.values())})
 
 
 @bp.get("/api/dataset")
@@ -107,7 +108,7 @@ def dataset_page():
         shown, total = records.gallery_page(conn, label, page, per_page)
     pages = max(1, -(-total // per_page))
     items = [gallery_item(meta) for meta in shown]
-    return jsonify(items=items, page=page, pages=pages, total=total)
+    return public.revalidated_json({"items": items, "page": page, "pages": pages, "total": total})
 
 
 def count_arg(name: str, default: int, most: int | None = None) -> int:

@@ -15,8 +15,10 @@ pages' scripts ask again after the Retry-After (static/js/common.js, static/js/d
 refusal is written here, in a WSGI layer before Flask, because under a flood the refusals are
 the load: one costs tens of microseconds, where Flask's machinery costs hundreds.
 
-`PUBLIC_READS=0` turns the bound off. Per client IP, RATE_LIMIT_READS (digits/security.py)
-limits the API's reads as well; the answers themselves are cheap to repeat (`cacheable`).
+`PUBLIC_READS=0` turns the bound off. With CORS_ORIGINS set, a refusal carries no CORS
+headers, so another site's script sees it as a network error (the site's own pages are not
+affected). Per client IP, RATE_LIMIT_READS (digits/security.py) limits the API's reads as well;
+the answers themselves are cheap to repeat (`cacheable`).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ BUSY = "the site is busy right now; please try again in a second"
 READ_METHODS = ("GET", "HEAD")
 # Exact paths, and path prefixes, of the public reads. /api/dataset/export is the admin's.
 READ_PATHS = frozenset(
-    ("/api/stats", "/api/dataset", "/stats", "/dataset", "/models", "/internals")
+    ("/api/stats", "/api/dataset", "/api/dataset/counts")
+    + ("/stats", "/dataset", "/models", "/internals")
 )
-READ_PREFIXES = ("/api/dataset/counts", "/api/dataset/image/")
+READ_PREFIXES = ("/api/dataset/image/",)
 # How long browsers and caches may reuse a public read's answer without asking (the stats are
 # computed at most this often anyway: digits/stats.py).
 MAX_AGE_SECONDS = 5
@@ -107,9 +110,10 @@ class BoundedReads:
         if is_api_path(path):
             body, mimetype = self.app.json.dumps({"error": BUSY}).encode(), "application/json"
         else:
-            body, mimetype = self.busy_page(environ.get("SCRIPT_NAME", "")), "text/html"
+            body = self.busy_page(environ.get("SCRIPT_NAME", ""))
+            mimetype = "text/html; charset=utf-8"
         headers = [
-            ("Content-Type", f"{mimetype}; charset=utf-8"),
+            ("Content-Type", mimetype),
             ("Content-Length", str(len(body))),
             ("Retry-After", str(RETRY_AFTER_SECONDS)),
             ("Cache-Control", "no-store"),
@@ -134,16 +138,22 @@ def etag_of(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:32]
 
 
-def cacheable(body: bytes, etag: str, mimetype: str = "application/json") -> Response:
-    """A public read's answer: reusable for MAX_AGE_SECONDS, then asked again with its ETag,
-    which answers 304 without the body while the content is the same."""
+def cacheable(
+    body: bytes, etag: str, mimetype: str = "application/json", fresh_for: bool = True
+) -> Response:
+    """A public read's answer, which browsers and caches may reuse for MAX_AGE_SECONDS
+    (`fresh_for`), or must ask about each time; either way they ask with its ETag, and while
+    the content is the same the answer is a 304 without the body."""
     if request.if_none_match.contains_weak(etag):
         response = current_app.response_class(status=304)
     else:
         response = current_app.response_class(body, mimetype=mimetype)
     response.set_etag(etag)
     response.cache_control.public = True
-    response.cache_control.max_age = MAX_AGE_SECONDS
+    if fresh_for:
+        response.cache_control.max_age = MAX_AGE_SECONDS
+    else:
+        response.cache_control.no_cache = True
     return response
 
 
@@ -153,5 +163,7 @@ def rendered_json(answer: object) -> tuple[bytes, str]:
     return body, etag_of(body)
 
 
-def cacheable_json(answer: object) -> Response:
-    return cacheable(*rendered_json(answer))
+def revalidated_json(answer: object) -> Response:
+    """An answer that must be up to date at once (the counts after a save, a gallery page after
+    a delete): browsers ask each time, and a 304 spares the body."""
+    return cacheable(*rendered_json(answer), fresh_for=False)
