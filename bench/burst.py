@@ -15,7 +15,8 @@ of /api/dataset and /api/dataset/counts.
 The variants, alternated round by round so that each sees the machine as the others do:
 - `before`: the code of --baseline (git archive into a scratch folder), the same bench;
 - `now`: this tree, as deployed (PUBLIC_READS=2);
-- `now, no bound`: this tree with PUBLIC_READS=0 (only the cached, cheaper answers).
+- `now, no bound`: this tree with PUBLIC_READS=0 (only the cached, cheaper answers);
+- `now, GIL switch 5 ms`: this tree with Python's default switch interval (GIL_SWITCH_MS=5).
 RATE_LIMIT_READS is off in every variant: the clients share one address, which a per-IP
 limit would stop at once, so this measures the bound itself, as many addresses would meet it.
 
@@ -226,6 +227,7 @@ def run(args) -> str:
             ("before", trees["before"], env),
             ("now", ROOT, env),
             ("now, no bound", ROOT, {**env, "PUBLIC_READS": "0"}),
+            ("now, GIL switch 5 ms", ROOT, {**env, "GIL_SWITCH_MS": "5"}),
         ]
         lines = []
         for round_number in range(args.rounds):
