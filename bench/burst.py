@@ -166,6 +166,29 @@ def baseline_tree(commit: str, scratch: Path) -> Path:
     return tree
 
 
+def schema_of_baseline(scratch: Path, commit: str) -> str:
+    """A copy of the database, migrated down to the newest revision the baseline knows (the
+    migrations' files are named by their revision)."""
+    from alembic import command
+
+    from digits import db
+
+    listed = subprocess.run(
+        ["git", "ls-tree", "--name-only", commit, "digits/migrations/versions/"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    newest = max(Path(name).name.split("_")[0] for name in listed if name.endswith(".py"))
+    copy = scratch / "baseline.sqlite3"
+    copy.write_bytes((scratch / "digits.sqlite3").read_bytes())
+    engine = db.make_engine(f"sqlite:///{copy}")
+    command.downgrade(db.alembic_config(engine), newest)
+    engine.dispose()
+    return f"sqlite:///{copy}"
+
+
 def filled(scratch: Path, size: int) -> tuple[dict, int]:
     """The environment of a server on storage and a database filled to `size`; gallery pages."""
     from bench.volume import Filled, fill
@@ -222,9 +245,9 @@ def run(args) -> str:
     with tempfile.TemporaryDirectory(prefix="digits-burst-") as scratch_name:
         scratch = Path(scratch_name)
         env, pages = filled(scratch, args.size)
-        trees = {"before": baseline_tree(args.baseline, scratch), "now": ROOT}
+        before = {**env, "DATABASE_URL": schema_of_baseline(scratch, args.baseline)}
         variants = [
-            ("before", trees["before"], env),
+            ("before", baseline_tree(args.baseline, scratch), before),
             ("now", ROOT, env),
             ("now, no bound", ROOT, {**env, "PUBLIC_READS": "0"}),
             ("now, GIL switch 5 ms", ROOT, {**env, "GIL_SWITCH_MS": "5"}),
