@@ -15,8 +15,9 @@ of /api/dataset and /api/dataset/counts.
 The variants, alternated round by round so that each sees the machine as the others do:
 - `before`: the code of --baseline (git archive into a scratch folder), the same bench;
 - `now`: this tree, as deployed (PUBLIC_READS=2);
-- `now, no bound`: this tree with PUBLIC_READS=0 (only the cached, cheaper answers);
-- `now, GIL switch 5 ms`: this tree with Python's default switch interval (GIL_SWITCH_MS=5).
+- `now-no-bound`: this tree with PUBLIC_READS=0 (only the cheaper answers);
+- `now-switch-5ms`: this tree with Python's default switch interval (GIL_SWITCH_MS=5);
+- `now-reads-1`: this tree with PUBLIC_READS=1 (not run unless --variants names it).
 RATE_LIMIT_READS is off in every variant: the clients share one address, which a per-IP
 limit would stop at once, so this measures the bound itself, as many addresses would meet it.
 
@@ -249,9 +250,11 @@ def run(args) -> str:
         variants = [
             ("before", baseline_tree(args.baseline, scratch), before),
             ("now", ROOT, env),
-            ("now, no bound", ROOT, {**env, "PUBLIC_READS": "0"}),
-            ("now, GIL switch 5 ms", ROOT, {**env, "GIL_SWITCH_MS": "5"}),
+            ("now-no-bound", ROOT, {**env, "PUBLIC_READS": "0"}),
+            ("now-switch-5ms", ROOT, {**env, "GIL_SWITCH_MS": "5"}),
+            ("now-reads-1", ROOT, {**env, "PUBLIC_READS": "1"}),
         ]
+        variants = [v for v in variants if v[0] in args.variants]
         lines = []
         for round_number in range(args.rounds):
             for name, tree, variant_env in variants:
@@ -273,6 +276,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline", default="18b55b8", help="the commit to compare with")
+    parser.add_argument(
+        "--variants",
+        default="before,now,now-no-bound,now-switch-5ms",
+        type=lambda text: text.split(","),
+        help="which variants to run, comma-separated",
+    )
     args = parser.parse_args()
     started = datetime.now(UTC)
     table = run(args)
