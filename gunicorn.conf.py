@@ -37,10 +37,10 @@ worker_class = "gthread"
 threads = env_count("GUNICORN_THREADS", 4)
 
 # How long a thread may hold the GIL while another waits for it, in milliseconds (Python's
-# default is 5). A prediction takes and gives back the GIL a dozen times (LiteRT runs without
-# it); while other threads of the worker render public reads, each time back can cost a whole
-# interval. In one process with two threads reading /api/stats in a loop, the predictions' p99
-# was 40 ms at 1 ms and 419-950 ms at 5 (bench/README.md, "Burst"), a 2-core box shared.
+# default is 5). A prediction gives the GIL back and takes it again several times (LiteRT runs
+# without it); while other threads of the worker serve public reads, each time back can cost a
+# whole interval. bench/burst.py, 16 clients reading without pause, on 2 shared cores: the
+# predictions' p99 was 87-108 ms at 1 ms and 143-147 ms at 5 (bench/README.md, "Burst").
 switch_interval_ms = env_count("GIL_SWITCH_MS", 1)
 
 # Connections one worker holds at once, idle keep-alive ones included; past it the worker
