@@ -156,7 +156,16 @@ def fill(storage, engine, have: Filled, feedback_n: int, drawings_n: int) -> flo
         for net in NETS:
             records.mark(conn, net, learnable, "learned", "v1")
     have.feedback = feedback_n
+    analyze(engine)
     return time.monotonic() - started
+
+
+def analyze(engine) -> None:
+    """The planner's statistics and PostgreSQL's visibility map, as autovacuum keeps them on a
+    live database: without them, right after a bulk fill, PostgreSQL sorted a whole table for a
+    gallery page instead of reading an index."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE" if db.is_sqlite(engine) else "VACUUM ANALYZE")
 
 
 # --- measuring ---------------------------------------------------------------------------------
