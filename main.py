@@ -26,6 +26,7 @@ from digits import (
 )
 from digits.cli_dataset import dataset_group
 from digits.cli_db import db_group
+from digits.cli_exports import exports_command
 from digits.cli_models import models_group
 from digits.cli_release import release_command
 from digits.cli_retention import retention_command
@@ -90,8 +91,8 @@ def add_blueprints(app: Flask) -> None:
 
 
 def add_commands(app: Flask) -> None:
-    """flask dataset|train|evaluate|trainer|models|db|retention (TensorFlow loads only when one
-    runs), and release, Heroku's release phase (digits/cli_release.py)."""
-    commands = (dataset_group, train_command, evaluate_command, trainer_command, models_group)
-    for command in (*commands, db_group, retention_command, release_command):
+    """flask dataset|train|evaluate|trainer|exports|models|db|retention (TensorFlow loads only
+    when one runs), and release, Heroku's release phase (digits/cli_release.py)."""
+    commands = (dataset_group, train_command, evaluate_command, trainer_command, exports_command)
+    for command in (*commands, models_group, db_group, retention_command, release_command):
         app.cli.add_command(command)

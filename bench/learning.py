@@ -129,6 +129,7 @@ class Stack:
             "MODELS_DIR": str(self.models_dir),
             "RATE_LIMIT_FEEDBACK": "off",
             "LOG_REQUESTS": "off",
+            "TRAINER_MIN_NEW": "1",  # each round's few corrections are learned at once
         }
 
     @property

@@ -17,10 +17,16 @@ At each size, gunicorn starts as in production (gunicorn.conf.py, 3 workers) and
 - GET /api/dataset/counts, and a gallery page, cold (the first page, and one deep in it);
 - the largest worker RSS after stats, counts and gallery pages;
 - a trainer pass with nothing new (`learner.learn_pending`, TensorFlow imported beforehand);
-- POST /api/predict p99 alone, then while 16 clients hammer /api/stats and gallery pages.
+- POST /api/predict p99 alone, then while 16 clients hammer /api/stats and gallery pages;
+- an export of every drawing as an admin asks for it (`measure_export`): the job is queued over
+  HTTP, `flask exports --once` builds it in a process of its own (its peak RSS: the trainer
+  worker's export thread adds about the same on top of the trainer), the status is polled
+  meanwhile (the slowest answer of any export request), and the link is downloaded.
 Baseline, in the same run: reading every feedback record from storage (a listing, then a GET
 each), which is what the first stats call and every trainer pass cost before the database;
-measured up to --baseline-max records (it takes minutes on moto above that).
+measured up to --baseline-max records (it takes minutes on moto above that). The export's
+baseline is the zip built in memory as GET /api/dataset/export built it in a request before
+exports were jobs (its process's peak RSS), up to --baseline-max drawings.
 
 Results: a markdown table on stdout and in bench/out/volume.md.
 """
@@ -33,11 +39,14 @@ import http.client
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -316,6 +325,107 @@ def measure(env: dict, args, engine, storage, have: Filled, log: Path) -> dict:
     return row
 
 
+# --- the export --------------------------------------------------------------------------------
+
+EXPORT_TOKEN = "bench-admin"
+OLD_EXPORT = """
+import io
+from main import create_app
+from digits import dataset
+app = create_app()
+print(dataset.write_zip(app.extensions["storage"], io.BytesIO()))
+"""
+
+
+def peak_rss_of(command: list[str], env: dict, while_running=lambda: None) -> tuple[float, float]:
+    """(peak RSS in MB, seconds) of a child process, read by wait4; `while_running` is called
+    every half second meanwhile."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        while_running()
+        time.sleep(0.5)
+    child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    if child.returncode != 0:
+        raise RuntimeError(f"{command[-2:]} exited with {child.returncode}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - started
+
+
+def admin_call(port: int, method: str, path: str) -> tuple[dict, float]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=120)
+    started = time.perf_counter()
+    conn.request(method, path, headers={"Authorization": f"Bearer {EXPORT_TOKEN}"})
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    took = time.perf_counter() - started
+    conn.close()
+    if response.status not in (200, 202):
+        raise RuntimeError(f"{method} {path}: {response.status} {body}")
+    return body, took
+
+
+def fetch_zip(port: int, link: str) -> tuple[int, float]:
+    """(entries, seconds): the zip behind a done export's link, streamed to a temporary file."""
+    started = time.perf_counter()
+    if not link.startswith("http"):  # the app's download route (a local folder)
+        link = f"http://{HOST}:{port}{link}"
+    request = urllib.request.Request(link)
+    if link.startswith(f"http://{HOST}:{port}/"):
+        request.add_header("Authorization", f"Bearer {EXPORT_TOKEN}")
+    with tempfile.TemporaryFile() as out:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            shutil.copyfileobj(response, out, 1 << 20)
+        took = time.perf_counter() - started
+        with zipfile.ZipFile(out) as archive:
+            return len(archive.infolist()), took
+
+
+def measure_export(env: dict, args, have: Filled, log: Path) -> dict:
+    """An export of every drawing through the job API; and the zip in memory, as before jobs."""
+    env = {**env, "ADMIN_TOKEN": EXPORT_TOKEN}
+    port = free_port()
+    server = start_gunicorn(port, {**env, "PORT": str(port)}, log, [])
+    slowest = []
+    try:
+        job, took = admin_call(port, "POST", "/api/dataset/exports")
+        slowest.append(took)
+
+        def poll() -> None:
+            slowest.append(admin_call(port, "GET", job["url"])[1])
+
+        flask = [sys.executable, "-m", "flask", "--app", "main"]
+        rss, seconds = peak_rss_of([*flask, "exports", "--once"], env, poll)
+        done, took = admin_call(port, "GET", job["url"])
+        slowest.append(took)
+        entries, download = fetch_zip(port, done["download"])
+    finally:
+        stop_gunicorn(server)
+    if done["state"] != "done" or entries != have.drawings + 1:  # the PNGs and labels.csv
+        raise RuntimeError(f"export: {done['state']}, {entries} entries for {have.drawings}")
+    row = {"export_rss": rss, "export_seconds": seconds, "export_slowest": max(slowest)}
+    row |= {"export_download": download, "export_mb": done["bytes"] / 1e6}
+    before = have.drawings <= args.baseline_max
+    row["export_before_rss"] = (
+        peak_rss_of([sys.executable, "-c", OLD_EXPORT], env)[0] if before else None
+    )
+    return row
+
+
+def export_cell(r: dict) -> str:
+    if "export_rss" not in r:
+        return "–"
+    before = r["export_before_rss"]
+    built = f"{r['export_rss']:.0f} MB RSS, {r['export_seconds']:.0f} s, {r['export_mb']:.1f} MB"
+    return (
+        f"build {built} zip; slowest request {ms(r['export_slowest'])};"
+        f" download {r['export_download']:.1f} s;"
+        f" before (zip in memory) {'–' if before is None else f'{before:.0f} MB'}"
+    )
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -358,6 +468,8 @@ def run_database(kind: str, args, moto: Moto | None, scratch: Path) -> list[dict
                 flush=True,
             )
             row = measure(env, args, engine, storage, have, scratch / f"{kind}-{size}.log")
+            if args.export:
+                row |= measure_export(env, args, have, scratch / f"{kind}-{size}-export.log")
             rows.append({"database": kind, **row})
             print(json.dumps(rows[-1]), flush=True)
     finally:
@@ -384,6 +496,7 @@ COLUMNS = (
     ("predict p99 while clients hammer stats+gallery", lambda r: ms(r["predict_hammered"])),
     ("errors under load", lambda r: str(r["hammer_errors"])),
     ("baseline: read every feedback record", lambda r: ms(r["baseline_scan"])),
+    ("export of every drawing (a job)", export_cell),
 )
 
 
@@ -408,6 +521,7 @@ def main() -> int:
     parser.add_argument(
         "--no-trainer", dest="trainer", action="store_false", help="skip the trainer pass"
     )
+    parser.add_argument("--no-export", dest="export", action="store_false", help="skip the export")
     args = parser.parse_args()
     for name, value in (
         ("AWS_ACCESS_KEY_ID", "bench"),

@@ -1,20 +1,22 @@
-"""The admin endpoints (dataset export and delete, model rollback), behind a bearer token.
+"""The admin endpoints (dataset exports and delete, model rollback and pin), behind a bearer token.
 
 The token is the `ADMIN_TOKEN` setting; unset, the endpoints are off. The blueprint checks it
 before anything else it does, so a stranger is refused before the body is read or checked.
+
+An export is a job (digits/exports.py): POST /api/dataset/exports queues it, the trainer
+worker builds it, and its status gives the progress and then a link. No request builds a zip.
 """
 
 from __future__ import annotations
 
 import hmac
-import io
 
-from flask import Blueprint, abort, current_app, jsonify, request, send_file
+from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from digits import dataset, db, records, registry
-from digits.bodies import BadInput, check_body, request_fields
+from digits import dataset, db, exports, lifecycle, records, registry
+from digits.bodies import BadInput, check_body, json_fields, request_fields
 from digits.model import BadModel
 from digits.nets import NETS
 from digits.storage import NotFound, StorageUnavailable
@@ -38,17 +40,102 @@ def check_admin() -> None:
         abort(403, "wrong admin token")
 
 
-bp.before_request(check_body)  # after the token: strangers learn nothing about bodies
+@bp.before_request
+def check_admin_body() -> None:
+    """After the token: strangers learn nothing about bodies. Starting an export takes no body,
+    so a bare `curl -X POST` (no Content-Type either) is taken."""
+    if request.endpoint == "admin.export_create" and not request.content_length:
+        return
+    check_body()
+
+
+# --- exports ---------------------------------------------------------------------------------
+
+
+@bp.post("/api/dataset/exports")
+def export_create():
+    """Queue an export, or join the one queued or running: 202, and where to follow it."""
+    current_app.extensions["storage"].ping()  # storage away: a 503 now, not a failed job later
+    job, _ = exports.request(db.engine_of(current_app))
+    body = job_json(job)
+    return jsonify(body), 202, {"Location": body["url"]}
+
+
+@bp.get("/api/dataset/exports/<job_id>")
+def export_status(job_id: str):
+    return jsonify(job_json(job_or_404(job_id)))
+
+
+@bp.get("/api/dataset/exports/<job_id>/download")
+def export_download(job_id: str):
+    """The zip: from this app on a local folder, from S3 itself (a presigned link) on S3."""
+    job = job_or_404(job_id)
+    if job["state"] != "done":
+        abort(409, f"this export is {job['state']}, not done: follow its url until it is")
+    link = presigned(job)
+    if link is not None:
+        return jsonify(job_json(job)), 303, {"Location": link}
+    try:
+        file = current_app.extensions["storage"].open(job["key"])
+    except NotFound:
+        abort(404, "this export's file is gone; ask for a new export")
+    return send_file(
+        file, mimetype="application/zip", as_attachment=True, download_name=exports.FILENAME
+    )
 
 
 @bp.get("/api/dataset/export")
 def dataset_export():
-    buffer = io.BytesIO()
-    dataset.write_zip(current_app.extensions["storage"], buffer)
-    buffer.seek(0)
-    return send_file(
-        buffer, mimetype="application/zip", as_attachment=True, download_name="digits-dataset.zip"
+    """The route of old, when the zip was built in the request (which timed out on Heroku).
+
+    A script that GETs it still gets the zip when one is fresh: a 303 to an export finished in
+    the last FRESH_SECONDS (`curl -L` and requests follow it). Otherwise it starts an export (or
+    joins the one under way) and answers 409 with its url: an error, so `curl -f` or
+    `raise_for_status()` stop instead of saving JSON as a zip, and asking again later works.
+    """
+    engine = db.engine_of(current_app)
+    recent = exports.recent_done(engine, exports.FRESH_SECONDS)
+    if recent is not None:
+        body = job_json(recent)
+        return jsonify(body), 303, {"Location": body["download"]}
+    current_app.extensions["storage"].ping()
+    job, _ = exports.request(engine)
+    body = job_json(job)
+    message = (
+        f"exports are built in the background now, and this one is {job['state']}: follow its"
+        " url (POST /api/dataset/exports starts one), or ask here again once it is done"
     )
+    headers = {"Location": body["url"], "Retry-After": str(int(exports.POLL_SECONDS))}
+    return jsonify(body | {"error": message}), 409, headers  # the job's own error: at its url
+
+
+def job_or_404(job_id: str) -> dict:
+    job = exports.find(db.engine_of(current_app), job_id) if exports.is_id(job_id) else None
+    if job is None:
+        abort(404, "no such export (finished exports are kept a day at most)")
+    return job
+
+
+def job_json(job: dict) -> dict:
+    """The job's status, its url, and once it is done a link to download it."""
+    body = exports.status(job) | {"url": url_for("admin.export_status", job_id=job["id"])}
+    if job["state"] == "done":
+        body["download"] = download_link(job)
+    return body
+
+
+def download_link(job: dict) -> str:
+    """A presigned S3 link, or this app's download route (a local folder)."""
+    return presigned(job) or url_for("admin.export_download", job_id=job["id"])
+
+
+def presigned(job: dict) -> str | None:
+    """A link to the zip on S3 itself, good for LINK_SECONDS; None on a local folder."""
+    storage = current_app.extensions["storage"]
+    return storage.download_url(job["key"], exports.LINK_SECONDS, exports.FILENAME)
+
+
+# --- drawings and models ---------------------------------------------------------------------
 
 
 @bp.delete("/api/dataset/<name>")
@@ -89,3 +176,23 @@ def models_rollback():
     except StorageUnavailable:
         pass  # the pointer moved; the watcher swaps once storage answers again
     return jsonify(pointer=pointer)
+
+
+@bp.post("/api/models/pin")
+def models_pin():
+    """Pin a published version (never pruned), or unpin it with "pinned": false."""
+    fields = json_fields()
+    net, version, pinned = fields.get("net"), fields.get("version"), fields.get("pinned")
+    if net not in NETS:
+        raise BadInput(f"net must be one of {', '.join(NETS)}")
+    if version == registry.ORIGINAL:
+        raise BadInput("the original is always kept: it ships with the app")
+    if not registry.is_version(version):
+        raise BadInput("version must be a published version")
+    if not isinstance(pinned, bool):
+        raise BadInput("pinned must be true or false")
+    storage, engine = current_app.extensions["storage"], db.engine_of(current_app)
+    try:
+        return jsonify(lifecycle.pin(storage, engine, net, version, pinned, by="api"))
+    except NotFound:
+        abort(404, f"{net} has no version {version}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from digits import dataset, db, feedback, openapi, public, records, stats
+from digits import dataset, db, feedback, lifecycle, openapi, public, records, stats
 from digits import predict as prediction
 from digits.bodies import BadInput, check_body, json_fields, parse_label, request_fields
 from digits.serving import ModelService
@@ -80,14 +80,20 @@ def healthz():
 
 @bp.get("/api/stats")
 def learning_stats():
-    models_dir = current_app.config["MODELS_DIR"]
-    body, etag = stats.cached_stats(storage(), engine(), models_dir, public.rendered_json)
+    config = current_app.config
+    models_dir, shown = config["MODELS_DIR"], config["KEEP_VERSIONS"]
+    body, etag = stats.cached_stats(storage(), engine(), models_dir, shown, public.rendered_json)
     return public.cacheable(body, etag)
 
 
 @bp.get("/api/models")
 def models_info():
-    return jsonify(nets=models().describe())
+    models_dir = current_app.config["MODELS_DIR"]
+
+    def card_of(net: str, version: str) -> dict:  # from the database, not a metrics.json
+        return lifecycle.card(storage(), engine(), models_dir, net, version)
+
+    return jsonify(nets=models().describe(card_of))
 
 
 @bp.get("/api/dataset/counts")

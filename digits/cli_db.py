@@ -29,7 +29,8 @@ def upgrade_command() -> None:
 @storage_errors
 def rebuild_command(yes: bool) -> None:
     """Make the records again from storage alone (feedback, the dataset's index, the trainer's
-    progress), replacing what the tables hold: a move onto the database, or a lost one."""
+    progress, the model versions' cards), replacing what the tables hold: a move onto the
+    database, or a lost one."""
     from digits import rebuild
 
     storage = current_app.extensions["storage"]

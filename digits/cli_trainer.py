@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 
 import click
@@ -15,6 +16,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from digits.cli_errors import storage_errors
+from digits.nets import NETS
 
 
 def finite(ctx, param, value: float | None) -> float | None:
@@ -54,6 +56,8 @@ def trainer_command(
     once: bool, interval: float, margin: float | None, learning_rate: float | None
 ) -> None:
     """Fine-tune both nets on new corrections; publish only candidates that pass the gate."""
+    if not once:
+        start_exports()
     require_mnist_on_a_dyno()  # before TensorFlow's import: a missing slug file fails at once
     from digits.cli_train import quiet_tensorflow
 
@@ -67,17 +71,31 @@ def trainer_command(
     where = learner.pass_arguments(current_app)
     reference = learner.load_reference()
     click.echo(f"trainer: storage {where[0].url}, margin {settings.margin_mnist * 100:.2f} pp")
+    report = reporter()
     if once:
-        learner.learn_pending(*where, reference, settings, report=report)
+        outcomes = learner.learn_pending(*where, reference, settings, report=report)
+        prune_versions(*where[:2], published(outcomes))
         return
-    pruned = float("-inf")
+    pruned, started = float("-inf"), True
     while True:
         try:
-            learner.learn_pending(*where, reference, settings, report=report)
+            if started:  # every net once: versions (and rows) from before this trainer
+                prune_versions(*where[:2], NETS)
+                started = False
+            outcomes = learner.learn_pending(*where, reference, settings, report=report)
+            prune_versions(*where[:2], published(outcomes))
             pruned = prune_predictions(where[0], pruned)
         except Exception:  # storage down, a bad record...: log it, keep serving the loop
             logging.getLogger("digits.trainer").exception("trainer: update failed; will retry")
         time.sleep(interval)
+
+
+def start_exports() -> threading.Event:
+    """The export thread: dataset exports the admin API queued are built beside the learning,
+    never behind a training pass (digits/exports.py). Returns the event that stops it."""
+    from digits import db, exports
+
+    return exports.start_thread(db.engine_of(current_app), current_app.extensions["storage"])
 
 
 def require_mnist_on_a_dyno() -> None:
@@ -109,16 +127,47 @@ def prune_predictions(storage, last: float) -> float:
     return time.monotonic()
 
 
+def published(outcomes) -> list[str]:
+    return [outcome.net for outcome in outcomes if outcome.status == "published"]
+
+
+def prune_versions(storage, engine, nets) -> None:
+    """Delete these nets' versions that are not kept (KEEP_VERSIONS; digits/lifecycle.py)."""
+    from digits import lifecycle
+
+    for net in nets:
+        done = lifecycle.prune(storage, engine, net, current_app.config["KEEP_VERSIONS"])
+        if done.deleted:
+            click.echo(f"trainer: {net}: deleted {len(done.deleted)} old versions")
+
+
 def trainer_settings(margin: float | None, learning_rate: float | None):
-    """Settings from app.config["TRAINER"] (a dict), then the command-line options."""
+    """Settings from the table (TRAINER_MIN_NEW, TRAINER_MAX_WAIT), app.config["TRAINER"] (a
+    dict, for tests), then the command-line options."""
     from digits.learner import Settings
 
-    settings = Settings(**current_app.config.get("TRAINER", {}))
+    config = current_app.config
+    chosen = {"min_new": config["TRAINER_MIN_NEW"], "max_wait": config["TRAINER_MAX_WAIT"]}
+    settings = Settings(**(chosen | config.get("TRAINER", {})))
     if margin is not None:
         settings.margin_mnist = margin / 100
     if learning_rate is not None:
         settings.learning_rate = {"fnn": learning_rate, "cnn": learning_rate}
     return settings
+
+
+def reporter():
+    """report(), saying a net's "waiting" line only when it changes: the loop polls every few
+    seconds, and a net may wait for a day."""
+    said: dict[str, str] = {}
+
+    def report_once(outcome) -> None:
+        if outcome.status == "waiting" and said.get(outcome.net) == outcome.reason:
+            return
+        said[outcome.net] = outcome.reason if outcome.status == "waiting" else ""
+        report(outcome)
+
+    return report_once
 
 
 def report(outcome) -> None:

@@ -125,6 +125,26 @@ SETTINGS = (
         str(retention.DEFAULT_DAYS),
         "days a prediction (and its drawing) is kept unless an answer with consent keeps it",
     ),
+    # Not a version of ~10 MB for every pass with one correction in it (progress.waiting)...
+    Setting(
+        "TRAINER_MIN_NEW",
+        lambda name, value: whole_number(name, value, minimum=1),
+        "20",
+        "the trainer learns (and publishes) a net once this many new corrections wait…",
+    ),
+    Setting(
+        "TRAINER_MAX_WAIT",
+        seconds,
+        "86400",
+        "…or once the oldest has waited this many seconds",
+    ),
+    # ...and not every version for ever (digits/lifecycle.py).
+    Setting(
+        "KEEP_VERSIONS",
+        lambda name, value: whole_number(name, value, minimum=1),
+        "10",
+        "newest versions kept per net, besides the shipped, the served and the pinned ones",
+    ),
 )
 
 

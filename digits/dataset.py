@@ -7,16 +7,20 @@ whose metadata is missing was never acknowledged and is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import secrets
+import shutil
+import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from digits import __version__
 from digits.storage import NotFound, Storage
@@ -208,19 +212,54 @@ def write_zip(
     storage: Storage,
     out: io.RawIOBase | io.BufferedIOBase,
     progress: Callable[[], None] | None = None,
+    chunks: Iterable[list[str]] | None = None,
 ) -> int:
-    """Write every drawing as `<label>/<name>.png` plus `labels.csv`; return the count."""
-    table = io.StringIO()
-    rows = csv.writer(table)
-    rows.writerow(["file", "label", "source", "created"])
+    """Write every drawing as `<label>/<name>.png` plus `labels.csv`; return the count.
+
+    `chunks` gives the names a list at a time (an export job: the database's index); by default
+    they come from storage's listing. Memory stays bounded by a chunk: the images are read a few
+    at a time and `labels.csv` grows in a temporary file, not in memory.
+    """
     count = 0
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for meta, png in iter_drawings(storage, names(storage)):
-            file = f"{meta['label']}/{meta['name']}.png"
-            archive.writestr(file, png)
-            rows.writerow([file, meta["label"], meta.get("source", ""), meta.get("created", "")])
-            count += 1
-            if progress:
-                progress()
-        archive.writestr("labels.csv", table.getvalue())
+    with _table_file() as (table, rows), zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for chunk in [names(storage)] if chunks is None else chunks:
+            for meta, png in iter_drawings(storage, chunk):
+                file = f"{meta['label']}/{meta['name']}.png"
+                archive.writestr(file, png)
+                rows.writerow(
+                    [file, meta["label"], meta.get("source", ""), meta.get("created", "")]
+                )
+                count += 1
+                if progress:
+                    progress()
+        _add_table(archive, table)
     return count
+
+
+def _add_table(archive: zipfile.ZipFile, table: io.TextIOWrapper) -> None:
+    """labels.csv, copied from its temporary file a block at a time."""
+    table.flush()
+    table.buffer.seek(0)
+    with archive.open(_table_entry(), "w") as entry:
+        shutil.copyfileobj(table.buffer, entry)
+
+
+def _table_entry() -> zipfile.ZipInfo:
+    """labels.csv's entry, as writestr made it before the table went to a temporary file."""
+    entry = zipfile.ZipInfo("labels.csv", time.localtime(time.time())[:6])
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    entry.external_attr = 0o600 << 16
+    return entry
+
+
+@contextlib.contextmanager
+def _table_file() -> Iterator[tuple[io.TextIOWrapper, Any]]:
+    """A temporary file for labels.csv and its csv writer, its header written."""
+    with tempfile.TemporaryFile() as raw:
+        table = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        rows = csv.writer(table)
+        rows.writerow(["file", "label", "source", "created"])
+        try:
+            yield table, rows
+        finally:
+            table.detach()  # the file closes once, with the TemporaryFile

@@ -4,7 +4,8 @@ The records are what the app counts, groups, pages and queries: feedback (one ro
 prediction), the dataset's index, the trainer's progress per net and sample, and the tallies the
 stats read. The blobs stay in storage (drawings' PNGs, feedback records as JSON with their
 drawing, model files, prediction batches), so `flask db rebuild` can make every record again
-from storage alone (digits/rebuild.py).
+from storage alone (digits/rebuild.py). The export jobs are the one exception: they are
+ephemeral, and a rebuild leaves them out (an admin asks for a new export).
 
 Flask-style: `init_app(app)` puts the engine in `app.extensions["db"]`; `flask db upgrade` runs
 the Alembic migrations in `digits/migrations/`. The embedded SQLite database is upgraded when
@@ -109,6 +110,45 @@ trainer_progress = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("version", VERSION, nullable=True),
     sa.Column("at", TIME, nullable=False),
+)
+
+# One row per published model version, so the Stats and Models pages and `flask models list` read
+# a few rows instead of every version's metrics.json. Storage stays the truth (`flask db rebuild`
+# makes the rows again): a row is added after the version's metrics.json is written and removed
+# when the version is deleted; `pinned` (also a marker in storage) keeps it from being pruned.
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("net", sa.String(8), primary_key=True),
+    sa.Column("version", VERSION, primary_key=True),
+    sa.Column("created", TIME, nullable=True),
+    sa.Column("card", sa.Text, nullable=False),  # metrics.json without its feedback ids
+    sa.Column("pinned", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# Dataset exports as jobs (digits/exports.py): the admin API queues one, the trainer worker
+# builds it into storage. `active` is 1 while a job is queued or running and NULL after: its
+# unique constraint (NULLs are distinct) lets at most one job be active, on any dyno.
+# `heartbeat_at` tells a job whose worker died (not beating) from one at work.
+export_jobs = sa.Table(
+    "export_jobs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("state", sa.String(8), nullable=False),  # queued, running, done, failed
+    sa.Column("active", sa.SmallInteger, nullable=True),
+    sa.Column("created_at", sa.Double, nullable=False),  # seconds since the epoch, as the others
+    sa.Column("started_at", sa.Double, nullable=True),
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Column("heartbeat_at", sa.Double, nullable=True),
+    sa.Column("worker", sa.String(64), nullable=True),
+    sa.Column("attempts", sa.SmallInteger, nullable=False),
+    sa.Column("done", sa.Integer, nullable=False),  # drawings written so far
+    sa.Column("total", sa.Integer, nullable=True),
+    sa.Column("key", sa.String(100), nullable=True),  # the zip in storage, once done
+    sa.Column("bytes", sa.BigInteger, nullable=True),
+    sa.Column("error", sa.String(500), nullable=True),
+    sa.UniqueConstraint("active"),
+    sa.Index(None, "state", "created_at"),
 )
 
 BUSY_SECONDS = 5.0  # SQLite: how long a writer waits for another one's lock

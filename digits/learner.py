@@ -12,7 +12,9 @@ One update per net: load the CURRENT version, fine-tune it on the new samples (a
 copies, down-weighted or skipped when both nets confidently disagree with the label) mixed with a
 replay of MNIST train and earlier user drawings, evaluate on a fixed held-out set (MNIST test plus
 held-out user drawings), and publish only if it is not worse by more than a margin. Publishing
-names the version it started from, so two trainers never lose each other's update.
+names the version it started from, so two trainers never lose each other's update. A net waits
+until enough is new (progress.waiting: a count, or the oldest sample's age): versions do not
+pile up.
 
 This module imports TensorFlow; only the trainer process imports it, never the web app.
 """
@@ -39,6 +41,7 @@ from digits import (
     dataset,
     db,
     feedback,
+    lifecycle,
     mnist,
     preprocess,
     progress,
@@ -73,6 +76,11 @@ class Settings:
     seed: int = 0
     chunk: int = progress.CHUNK  # new samples per update at most: memory stays bounded
     held_user: int = 2000  # held-out user drawings a candidate is judged on: the newest ones
+    # Learn once this many new samples wait, or the oldest waited this many seconds
+    # (progress.waiting). The trainer command sets TRAINER_MIN_NEW and TRAINER_MAX_WAIT; these
+    # defaults wait for nothing.
+    min_new: int = 1
+    max_wait: float = 0.0
 
 
 @dataclass
@@ -99,7 +107,7 @@ class Sample:
 @dataclass
 class Outcome:
     net: str
-    status: str  # "published", "rejected", "nothing to learn", "lost race"
+    status: str  # "published", "rejected", "nothing to learn", "waiting", "lost race"
     version: str | None = None  # the version published
     reason: str = ""
     metrics: dict = field(default_factory=dict)
@@ -369,6 +377,9 @@ def plan(storage: Storage, engine: Engine, models_dir: str, net: str, settings: 
 def learn_net(
     storage: Storage, engine: Engine, models_dir: str, net: str, ref: Reference, settings: Settings
 ) -> Outcome:
+    wait = progress.waiting(engine, net, settings.min_new, settings.max_wait)
+    if wait:  # too little is new: not worth a version yet
+        return Outcome(net, "waiting", reason=wait)
     work = plan(storage, engine, models_dir, net, settings)
     write_markers(storage, engine, net, work.held, "held_out")
     reason = "blank, or both nets sure otherwise"
@@ -398,6 +409,7 @@ def learn_net(
     version = publish(storage, net, candidate, metrics, work.base_version, ref)
     _scores[(net, version, len(work.user_y))] = scores  # the next update's base
     write_markers(storage, engine, net, ids, "learned", version=version)
+    lifecycle.record(storage, engine, net, version)  # its card for the pages (else: next prune)
     return Outcome(net, "published", version, "", scores, work.base_version)
 
 

@@ -171,12 +171,54 @@ SCHEMAS = {
     },
 }
 
+SCHEMAS["ExportJob"] = {
+    "type": "object",
+    "required": ["id", "state", "url", "done", "total", "created", "started", "finished", "error"],
+    "properties": {
+        "id": {"type": "string"},
+        "state": {"enum": ["queued", "running", "done", "failed"]},
+        "url": {"type": "string", "description": "this status; poll it every few seconds"},
+        "done": {"type": "integer", "minimum": 0, "description": "drawings written so far"},
+        "total": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "description": "drawings to write, once the worker has started",
+        },
+        "created": {"type": "string", "format": "date-time"},
+        "started": {"type": ["string", "null"], "format": "date-time"},
+        "finished": {"type": ["string", "null"], "format": "date-time"},
+        "bytes": {"type": ["integer", "null"], "description": "the zip's size, once done"},
+        "error": {
+            "type": ["string", "null"],
+            "description": "why it failed; while queued again, why the last attempt stopped",
+        },
+        "download": {
+            "type": "string",
+            "description": "once done: on S3 a presigned link good for an hour (a new one with "
+            "each status), on a local folder this app's download route (admin token)",
+        },
+    },
+}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+NO_SUCH_EXPORT = {"404": json_response("no such export (finished ones are kept a day at most)")}
+DATABASE_DOWN = {"503": json_response("the database is unreachable right now; try again")}
+
 SCHEMAS["Rollback"] = {
     "type": "object",
     "required": ["net", "version"],
     "properties": {
         "net": {"enum": ["fnn", "cnn"]},
         "version": {"type": "string", "description": '"original" or a published version'},
+    },
+}
+
+SCHEMAS["Pin"] = {
+    "type": "object",
+    "required": ["net", "version", "pinned"],
+    "properties": {
+        "net": {"enum": ["fnn", "cnn"]},
+        "version": {"type": "string", "description": "a published version (not the original)"},
+        "pinned": {"type": "boolean", "description": "true: never pruned; false: prunable again"},
     },
 }
 
@@ -272,12 +314,83 @@ PATHS = {
             },
         }
     },
-    "/api/dataset/export": {
-        "get": {
-            "summary": "Admin: every drawing plus labels.csv, as a zip",
+    "/api/dataset/exports": {
+        "post": {
+            "summary": "Admin: start an export of every drawing plus labels.csv, as a zip",
+            "description": "The trainer worker builds it in the background; poll the job's url "
+            "and download its link once it is done. While one is queued or running, the answer "
+            "is that one. No body is needed.",
             **ADMIN,
             "responses": {
-                "200": {"description": "the zip", "content": {"application/zip": {}}},
+                "202": {
+                    "description": "queued (or the one already under way)",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    "content": {JSON: {"schema": ref("ExportJob")}},
+                },
+                **ADMIN_ERRORS,
+                "503": json_response("storage or the database is unreachable; nothing was queued"),
+            },
+        }
+    },
+    "/api/dataset/exports/{job_id}": {
+        "get": {
+            "summary": "Admin: an export's state, progress and, once done, its download link",
+            **ADMIN,
+            "parameters": [JOB_ID],
+            "responses": {
+                "200": json_response("the job", ref("ExportJob")),
+                **NO_SUCH_EXPORT,
+                **ADMIN_ERRORS,
+                **DATABASE_DOWN,
+            },
+        }
+    },
+    "/api/dataset/exports/{job_id}/download": {
+        "get": {
+            "summary": "Admin: a finished export's zip",
+            **ADMIN,
+            "parameters": [JOB_ID],
+            "responses": {
+                "200": {
+                    "description": "the zip (a local folder)",
+                    "content": {"application/zip": {}},
+                },
+                "303": {
+                    "description": "on S3: see the presigned link in Location",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    "content": {JSON: {"schema": ref("ExportJob")}},
+                },
+                **NO_SUCH_EXPORT,
+                "409": json_response("the export is not done yet"),
+                **ADMIN_ERRORS,
+                **STORAGE_DOWN,
+            },
+        }
+    },
+    "/api/dataset/export": {
+        "get": {
+            "summary": "Admin (deprecated): the zip of a recent export, or start one",
+            "description": "Kept for scripts written when this built the zip in the request. An "
+            "export finished in the last 10 minutes: 303 to its download (follow redirects to "
+            "get the zip). Otherwise an export starts, or the one under way is joined, and the "
+            "answer is 409 with the job's url: ask again after Retry-After seconds, or poll the "
+            "job. New code: POST /api/dataset/exports.",
+            "deprecated": True,
+            **ADMIN,
+            "responses": {
+                "303": {
+                    "description": "a recent export: its download link in Location",
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                    "content": {JSON: {"schema": ref("ExportJob")}},
+                },
+                "409": {
+                    "description": "no recent export: one was started (or joined); try later",
+                    "headers": {
+                        "Location": {"schema": {"type": "string"}},
+                        "Retry-After": {"schema": {"type": "integer"}},
+                    },
+                    "content": {JSON: {"schema": {"allOf": [ref("Error"), ref("ExportJob")]}}},
+                },
                 **ADMIN_ERRORS,
                 **STORAGE_DOWN,
             },
@@ -318,6 +431,20 @@ PATHS = {
                     " the pointer did not move"
                 ),
                 **ERRORS,
+                **ADMIN_ERRORS,
+            },
+        }
+    },
+    "/api/models/pin": {
+        "post": {
+            "summary": "Admin: keep a version of a net whatever KEEP_VERSIONS says, or stop",
+            **ADMIN,
+            "requestBody": body(ref("Pin")),
+            "responses": {
+                "200": json_response("the version's pin now", ref("Pin")),
+                "404": json_response("the net has no such version"),
+                **ERRORS,
+                "415": json_response("the body is not JSON: a form cannot say true or false"),
                 **ADMIN_ERRORS,
             },
         }

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from PIL import Image
 from werkzeug.routing import BuildError
 
-from digits import png, preprocess, public, registry
+from digits import db, lifecycle, png, preprocess, public, registry
 from digits.nets import KINDS, NETS, TITLES
 from digits.storage import StorageError
 
@@ -31,7 +31,7 @@ _API = {
     "hook": ("api.hook", "/hook"),
     "counts": ("api.dataset_counts", "/api/dataset/counts"),
     "dataset": ("api.dataset_page", "/api/dataset"),
-    "export": ("admin.dataset_export", "/api/dataset/export"),
+    "export": ("admin.export_create", "/api/dataset/exports"),
     "stats": ("api.learning_stats", "/api/stats"),
 }
 
@@ -112,8 +112,9 @@ def model_card(net: str, version: str) -> dict | None:
     shipped = load_model_card(net)
     if version == registry.ORIGINAL:
         return shipped
-    try:
-        card = registry.metrics(current_app.extensions["storage"], str(models_dir()), net, version)
+    storage, engine = current_app.extensions["storage"], db.engine_of(current_app)
+    try:  # its row in the database: no metrics.json read
+        card = lifecycle.card(storage, engine, str(models_dir()), net, version)
     except StorageError:
         current_app.logger.exception("models page: no card for %s %s", net, version)
         return shipped

@@ -12,6 +12,7 @@ only identically in substance: same status and version).
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
@@ -37,6 +38,21 @@ def pending_records(storage: Storage, engine: Engine, net: str, limit: int = CHU
     with db.reading(engine) as conn:
         ids = records.pending(conn, net, limit=limit)
     return load_records(storage, ids)
+
+
+def waiting(
+    engine: Engine, net: str, min_new: int, max_wait: float, now: float | None = None
+) -> str:
+    """Why this net's pass should wait, or "" to go on: fewer than `min_new` new samples (held-out
+    ones are never learned, so they do not count) and the oldest answered under `max_wait`
+    seconds ago. Nothing new is "" too: the pass then finds nothing to learn, cheaply."""
+    with db.reading(engine) as conn:
+        count, oldest = records.pending_summary(conn, net)
+    due = (oldest or 0.0) + max_wait
+    if count == 0 or count >= min_new or (time.time() if now is None else now) >= due:
+        return ""
+    until = datetime.fromtimestamp(due, UTC).isoformat(timespec="minutes")
+    return f"{count} new, need {min_new} or until {until}"
 
 
 def replay_records(storage: Storage, engine: Engine, net: str, limit: int) -> list[dict]:

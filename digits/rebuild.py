@@ -5,7 +5,8 @@ and a lost database can be made again:
 - feedback from its JSON records (`feedback/<id>.json`), and the stats' tallies from those;
 - the dataset's index from each drawing's metadata (`drawings/<label>/<name>.json`), plus the
   feedback drawings an admin deleted (a copy marker under `dataset-copies/` and no metadata);
-- the trainer's progress from its markers (`trainer/<net>/<id>.json`).
+- the trainer's progress from its markers (`trainer/<net>/<id>.json`);
+- the model versions' cards from each version's metrics.json, pinned where `pinned.json` is.
 
 It replaces what the tables held, in one transaction: a rebuild that fails changes nothing.
 Reads go READERS at a time (dataset.read_each), and rows are written a chunk at a time.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine
 
-from digits import dataset, db, feedback, progress, records
+from digits import dataset, db, feedback, lifecycle, progress, records
 from digits.nets import NETS
 from digits.storage import Storage
 
@@ -30,13 +31,14 @@ class Rebuilt:
     deleted: int = 0
     feedback: int = 0
     progress: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
 
 
 def rebuild(storage: Storage, engine: Engine, say: Callable[[str], None] = print) -> Rebuilt:
     done = Rebuilt()
     with db.writing(engine) as conn:
         tables = (db.feedback_tally, db.trainer_progress, db.feedback, db.drawing_counts)
-        for table in (*tables, db.drawings):
+        for table in (*tables, db.drawings, db.model_versions):
             conn.execute(table.delete())
         copied: dict[str, str] = {}
         done.feedback = insert_all(conn, db.feedback, feedback_rows(storage, copied))
@@ -50,6 +52,9 @@ def rebuild(storage: Storage, engine: Engine, say: Callable[[str], None] = print
         for net in NETS:
             done.progress[net] = insert_all(conn, db.trainer_progress, progress_rows(storage, net))
             say(f"trainer progress, {net}: {done.progress[net]}")
+        for net in NETS:
+            done.versions[net] = insert_all(conn, db.model_versions, version_rows(storage, net))
+            say(f"model versions, {net}: {done.versions[net]}")
     return done
 
 
@@ -106,3 +111,13 @@ def progress_rows(storage: Storage, net: str) -> Iterator[dict]:
         }
 
     yield from dataset.read_each(ids, read)
+
+
+def version_rows(storage: Storage, net: str) -> Iterator[dict]:
+    listing = lifecycle.Listing.of(storage, net)
+
+    def read(version: str) -> dict:
+        card = lifecycle.read_card(storage, net, version)
+        return lifecycle.card_row(net, card, pinned=version in listing.pinned)
+
+    yield from dataset.read_each(listing.complete, read)

@@ -430,3 +430,63 @@ def in_chunks(fetch: Callable[[str], list[str]]) -> Iterator[list[str]]:
     while chunk := fetch(after):
         yield chunk
         after = chunk[-1]
+
+
+def pending_summary(conn: Connection, net: str) -> tuple[int, float | None]:
+    """How many learnable samples this net has not dealt with, not counting held-out ones (never
+    trained on), and when the oldest of them was answered (seconds since the epoch)."""
+    f = db.feedback
+    summary = sa.select(sa.func.count(), sa.func.min(f.c.created_at)).where(
+        learnable(), not_done(net), f.c.held_out.is_(False)
+    )
+    count, oldest = conn.execute(summary).one()
+    return int(count), oldest
+
+
+# --- model versions ----------------------------------------------------------------------------
+
+
+def add_version(conn: Connection, row: dict) -> None:
+    """Add a version's card, or refresh it; a pin stays as it was unless the row says."""
+    v = db.model_versions
+    statement = insert(conn, v).values(row)
+    refreshed = {"created": statement.excluded.created, "card": statement.excluded.card}
+    if "pinned" in row:
+        refreshed["pinned"] = statement.excluded.pinned
+    conn.execute(
+        statement.on_conflict_do_update(index_elements=[v.c.net, v.c.version], set_=refreshed)
+    )
+
+
+def remove_versions(conn: Connection, net: str, versions: list[str]) -> None:
+    v = db.model_versions
+    if versions:
+        conn.execute(v.delete().where(v.c.net == net, v.c.version.in_(versions)))
+
+
+def version_rows(
+    conn: Connection, net: str, newest: int | None = None, also: tuple[str, ...] = ()
+) -> list[dict]:
+    """The net's version rows, oldest first: the `newest` ones (every one when None), plus the
+    pinned ones and those named in `also` (the one served). At most newest + pins + also."""
+    v = db.model_versions
+    latest = sa.select(v.c.version).where(v.c.net == net).order_by(v.c.version.desc())
+    if newest is not None:
+        latest = latest.limit(newest)
+    wanted = sa.or_(v.c.version.in_(latest.scalar_subquery()), v.c.pinned, v.c.version.in_(also))
+    chosen = sa.select(v).where(v.c.net == net, wanted).order_by(v.c.version)
+    return [row._asdict() for row in conn.execute(chosen)]
+
+
+def version_row(conn: Connection, net: str, version: str) -> dict | None:
+    v = db.model_versions
+    found = conn.execute(sa.select(v).where(v.c.net == net, v.c.version == version)).first()
+    return found._asdict() if found else None
+
+
+def version_names(conn: Connection, net: str, pinned_only: bool = False) -> set[str]:
+    v = db.model_versions
+    chosen = sa.select(v.c.version).where(v.c.net == net)
+    if pinned_only:
+        chosen = chosen.where(v.c.pinned)
+    return set(conn.execute(chosen).scalars())

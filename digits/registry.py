@@ -3,6 +3,7 @@
     models/<net>/<version>/model.tflite   immutable, written with if_none_match
     models/<net>/<version>/model.keras
     models/<net>/<version>/metrics.json   written last: a version exists once this does
+    (models/<net>/<version>/pinned.json   an admin's pin: digits/lifecycle.py keeps the version)
     models/current.json                   {"fnn": v, "cnn": v, "updated": iso, "by": who}
 
 The pointer only ever changes by compare-and-swap (if_match on the etag read, or if_none_match
@@ -13,11 +14,13 @@ pointer, every net serves the original. No TensorFlow here: the web process impo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -154,18 +157,49 @@ def discard(storage: Storage, net: str, version: str) -> None:
         storage.delete(version_key(net, version, name))
 
 
+def delete_unserved(
+    storage: Storage, net: str, version: str, wanted: Callable[[], bool] = lambda: False
+) -> bool:
+    """Delete a version that the pointer does not name and `wanted()` (an admin's pin, say) does
+    not keep; False, and the version whole, if either does.
+
+    Against a rollback (or a pin) at the same moment, both are read before and again after
+    metrics.json goes, which goes first: one that landed in between gets the card put back; one
+    that lands after finds the card gone when it checks again, and undoes itself (rollback)."""
+    key = version_key(net, version, "metrics.json")
+    if current(storage)[net] == version or wanted():
+        return False
+    card = storage.get(key).data
+    storage.delete(key)
+    if current(storage)[net] == version or wanted():
+        storage.put(key, card, if_none_match=True)
+        return False
+    discard(storage, net, version)
+    return True
+
+
 def rollback(storage: Storage, net: str, version: str, by: str | None = None) -> dict:
     """Point `net` back at an existing version (or "original"); returns the new pointer.
 
-    Raises NotFound for a version that was never published, and model.BadModel for one
-    whose model.tflite is missing or not a loadable net: the pointer would name a version that
-    every worker refuses to load, so the API would claim one that is not served.
+    Raises NotFound for a version that was never published (or was deleted: digits/lifecycle.py),
+    and model.BadModel for one whose model.tflite is missing or not a loadable net: the pointer
+    would name a version that every worker refuses to load, so the API would claim one that is
+    not served.
     """
     check_net(net)
-    if version != ORIGINAL:
-        storage.get(version_key(net, version, "metrics.json"))  # NotFound if unknown
-        _check_servable(storage, net, version)
-    return move_pointer(storage, net, version, by=by)
+    if version == ORIGINAL:
+        return move_pointer(storage, net, version, by=by)
+    storage.get(version_key(net, version, "metrics.json"))  # NotFound if unknown
+    _check_servable(storage, net, version)
+    before = current(storage)[net]
+    pointer = move_pointer(storage, net, version, by=by)
+    try:  # a prune that read the pointer before it moved may have deleted the version meanwhile
+        storage.get(version_key(net, version, "metrics.json"))
+    except NotFound:
+        with contextlib.suppress(PreconditionFailed):  # moved on again: leave it to its mover
+            move_pointer(storage, net, before, expected=version, by=by)
+        raise
+    return pointer
 
 
 def _check_servable(storage: Storage, net: str, version: str) -> None:
@@ -189,23 +223,6 @@ def published(storage: Storage, net: str) -> list[str]:
         if name == "metrics.json" and _VERSION.fullmatch(version):
             found.append(version)
     return sorted(found)
-
-
-def versions(storage: Storage, net: str, models_dir: str | None = None) -> list[dict]:
-    """ "original" then every published version, oldest first, with metrics and a current flag."""
-    served = current(storage)[net]
-    out = [{"version": ORIGINAL, "created": None, "metrics": {}, "current": served == ORIGINAL}]
-    if models_dir is not None:
-        try:
-            out[0]["metrics"] = metrics(storage, models_dir, net, ORIGINAL)
-            out[0]["created"] = out[0]["metrics"].get("created")
-        except NotFound:
-            pass
-    for version in published(storage, net):
-        card = json.loads(storage.get(version_key(net, version, "metrics.json")).data)
-        entry = {"version": version, "created": card.get("created"), "metrics": card}
-        out.append({**entry, "current": served == version})
-    return out
 
 
 def _shipped(models_dir: str, net: str, suffix: str) -> bytes:

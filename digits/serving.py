@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,22 +169,24 @@ class ModelService:
         except ModelsUnavailable:
             return {net: None for net in NETS}
 
-    def describe(self) -> dict[str, dict]:
-        """Per net: the version this process serves, and the pointer's and the original's cards."""
+    def describe(self, card_of: Callable[[str, str], dict] | None = None) -> dict[str, dict]:
+        """Per net: the version this process serves, and the pointer's and the original's cards
+        (from `card_of(net, version)`: the database's rows; by default, the metrics.json)."""
         pointer = registry.current(self.storage)
         served = self.versions()
+        card_of = card_of or (lambda n, v: registry.metrics(self.storage, self.models_dir, n, v))
         return {
             net: {
                 "served": served[net],
-                "current": self._card(net, pointer[net]),
-                "original": self._card(net, ORIGINAL),
+                "current": self._card(card_of, net, pointer[net]),
+                "original": self._card(card_of, net, ORIGINAL),
             }
             for net in NETS
         }
 
-    def _card(self, net: str, version: str) -> dict:
+    def _card(self, card_of: Callable[[str, str], dict], net: str, version: str) -> dict:
         try:
-            card = registry.metrics(self.storage, self.models_dir, net, version)
+            card = card_of(net, version)
         except registry.NotFound:
             card = {}
         # The ids a version learned from can run to thousands: not for this summary.

@@ -12,10 +12,11 @@ import hashlib
 import itertools
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from digits.settings import BadSetting
@@ -72,6 +73,19 @@ class Storage(Protocol):
     def ping(self) -> None:
         """Raise StorageUnavailable if the backend cannot be reached."""
 
+    def put_file(self, key: str, source: BinaryIO) -> None:
+        """Store the rest of a file, read a block at a time: an export, too big for memory."""
+
+    def open(self, key: str) -> BinaryIO:
+        """The object as a file to read from, a block at a time (NotFound if missing)."""
+
+    def download_url(self, key: str, seconds: int, filename: str) -> str | None:
+        """A link anyone may GET the object from for `seconds`, saved as `filename`; None
+        when the backend has no such links (a local folder: the app serves the file)."""
+
+
+BLOCK = 1 << 20  # a streamed object's read and write size
+
 
 def check_key(key: str) -> str:
     if not _KEY_PATTERN.fullmatch(key) or ".." in key.split("/"):
@@ -123,7 +137,7 @@ class LocalStorage:
                     os.unlink(tmp)
         return etag_of(data)
 
-    def _write_temp(self, path: Path, data: bytes, durable: bool) -> str:
+    def _write_temp(self, path: Path, data: bytes | BinaryIO, durable: bool) -> str:
         """A temp file beside `path` holding `data`, in a folder made if it is the first."""
         try:
             return self._write_temp_file(path, data, durable)
@@ -131,15 +145,16 @@ class LocalStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             return self._write_temp_file(path, data, durable)
 
-    def _write_temp_file(self, path: Path, data: bytes, durable: bool) -> str:
+    def _write_temp_file(self, path: Path, data: bytes | BinaryIO, durable: bool) -> str:
         # Unique without mkstemp's slower name loop; the random part covers a recycled pid
         # meeting the temp file its killed namesake left behind.
         tmp = f"{path.parent}/.tmp-{os.getpid()}-{next(_temp_numbers)}-{os.urandom(4).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for chunk in _blocks(data):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
         except BaseException:
@@ -195,6 +210,27 @@ class LocalStorage:
         with _disk_errors(key), contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
 
+    def put_file(self, key: str, source: BinaryIO) -> None:
+        path = self._path(key)
+        with _disk_errors(key):
+            tmp = self._write_temp(path, source, durable=True)
+            try:
+                os.replace(tmp, path)  # whole or not at all, as put's
+                _fsync_dir(path.parent)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+
+    def open(self, key: str) -> BinaryIO:
+        with _disk_errors(key):
+            try:
+                return self._path(key).open("rb")
+            except (FileNotFoundError, IsADirectoryError):
+                raise NotFound(key) from None
+
+    def download_url(self, key: str, seconds: int, filename: str) -> str | None:
+        return None  # a folder has no links of its own: the app's download route serves it
+
     def ping(self) -> None:
         with _disk_errors(str(self.root)):
             self.root.mkdir(parents=True, exist_ok=True)
@@ -210,6 +246,15 @@ def _disk_errors(key: str) -> Iterator[None]:
         yield
     except OSError as e:
         raise StorageUnavailable(f"{key}: {e.strerror or e}") from e
+
+
+def _blocks(data: bytes | BinaryIO) -> Iterator[bytes]:
+    """`data` itself, or a file's remaining bytes a block at a time."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        yield data
+        return
+    while block := data.read(BLOCK):
+        yield block
 
 
 def _raise_unless_missing(error: OSError) -> None:
@@ -245,22 +290,32 @@ class S3Storage:
         self.credentials = credentials or {}
         self.url = f"s3://{bucket}/{self.prefix}"
         self._client = None
+        self._making_client = threading.Lock()
 
     @property
     def client(self):
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            # Short timeouts and one retry: a hung backend turns into a 503 after two tries of
-            # 3 s, well inside Heroku's 30 s. (botocore's "max_attempts" counts retries only,
-            # so it meant three tries; "total_max_attempts" counts them all.)
-            retries = {"total_max_attempts": 2, "mode": "standard"}
-            config = Config(connect_timeout=2, read_timeout=3, retries=retries)
-            self._client = boto3.client(
-                "s3", endpoint_url=self.endpoint_url, config=config, **self.credentials
-            )
+            # One client, made once: threads that make their first call together (an export's
+            # readers) would each make their own, at about 12 MB apiece.
+            with self._making_client:
+                if self._client is None:
+                    self._client = self._new_client()
         return self._client
+
+    def _new_client(self):
+        import boto3
+        from botocore.config import Config
+
+        # Short timeouts and one retry: a hung backend turns into a 503 after two tries of
+        # 3 s, well inside Heroku's 30 s. (botocore's "max_attempts" counts retries only,
+        # so it meant three tries; "total_max_attempts" counts them all.)
+        retries = {"total_max_attempts": 2, "mode": "standard"}
+        # s3v4 for presigned links too: botocore would sign those with SigV2 in the older
+        # regions, which buckets made since 2020 refuse.
+        config = Config(
+            connect_timeout=2, read_timeout=3, retries=retries, signature_version="s3v4"
+        )
+        return boto3.client("s3", endpoint_url=self.endpoint_url, config=config, **self.credentials)
 
     def put(
         self,
@@ -313,6 +368,39 @@ class S3Storage:
     def delete(self, key: str) -> None:
         with _translate_errors(key):
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+
+    def put_file(self, key: str, source: BinaryIO) -> None:
+        from boto3.exceptions import S3UploadFailedError
+        from boto3.s3.transfer import TransferConfig
+
+        # A multipart upload past 8 MB, with 4 parts in flight: about 32 MB of buffers, whatever
+        # the file's size. S3 shows the object only once every part is in.
+        config = TransferConfig(multipart_chunksize=8 << 20, max_concurrency=4)
+        try:
+            with _translate_errors(key):
+                self.client.upload_fileobj(
+                    source, self.bucket, self.prefix + check_key(key), Config=config
+                )
+        except S3UploadFailedError as e:  # boto3 wraps the ClientError of a failed part
+            raise StorageUnavailable(f"S3 upload of {key} failed: {e}") from e
+
+    def open(self, key: str) -> BinaryIO:
+        with _translate_errors(key):
+            response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + check_key(key))
+        return response["Body"]  # botocore's StreamingBody: read() a block at a time
+
+    def download_url(self, key: str, seconds: int, filename: str) -> str | None:
+        """A presigned GET: signing happens here, with no request to S3 (on the endpoint of
+        AWS_ENDPOINT_URL when it is set, as every other call)."""
+        params = {
+            "Bucket": self.bucket,
+            "Key": self.prefix + check_key(key),
+            "ResponseContentDisposition": f'attachment; filename="{filename}"',
+        }
+        with _translate_errors(key):
+            return self.client.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=seconds
+            )
 
     def ping(self) -> None:
         try:

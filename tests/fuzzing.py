@@ -38,11 +38,16 @@ json_values = st.recursive(
 
 
 def make_fuzz_app(storage_dir: Path, **config):
-    """No rate limits (the fuzz would hit them) and no request log (1,000 lines each)."""
+    """No rate limits (the fuzz would hit them) and no request log (1,000 lines each).
+
+    Its database sits beside its storage: the module-scoped fuzz apps are made before each
+    test's own DATABASE_URL is set (conftest.database_file), and would otherwise make and fill
+    the repository's instance/digits.sqlite3."""
     quiet = {
         "RATE_LIMIT_SAVES": "off",
         "RATE_LIMIT_FEEDBACK": "off",
         "RATE_LIMIT_READS": "off",
         "LOG_REQUESTS": "off",
     }
+    config.setdefault("DATABASE_URL", f"sqlite:///{storage_dir.parent / 'digits.sqlite3'}")
     return new_app(storage_dir, **quiet, **config)

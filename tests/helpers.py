@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from digits import db, feedback, records, registry
 from digits.nets import NETS
+from digits.storage import LocalStorage
 from main import create_app
 
 BIN = Path(sys.executable).parent
@@ -80,6 +82,28 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
+# moto's server checks If-Match / If-None-Match and then writes, in two steps, while another
+# request's thread may write in between: two compare-and-swaps of the pointer could then both
+# succeed, which real S3 never allows. Its conditional writes are made atomic here, as on S3.
+MOTO_ATOMIC = """
+import sys, threading
+from moto.s3.responses import S3Response
+from moto.server import main
+
+lock = threading.Lock()
+
+def atomic(method):
+    def locked(self, *args, **kwargs):
+        with lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+S3Response.put_object = atomic(S3Response.put_object)
+S3Response.delete_object = atomic(S3Response.delete_object)
+main(sys.argv[1:])
+"""
+
+
 class S3Server:
     """moto's standalone server: real HTTP on 127.0.0.1, started and stopped by the tests."""
 
@@ -89,9 +113,8 @@ class S3Server:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        moto = shutil.which("moto_server", path=str(BIN)) or "moto_server"
         self.process = subprocess.Popen(
-            [moto, "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-c", MOTO_ATOMIC, "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -175,6 +198,27 @@ def worker_pids(master: int) -> list[int]:
     return [int(pid) for pid in found.stdout.split()]
 
 
+class CountingStorage(LocalStorage):
+    """Records each key read, and how many reads were in flight at once."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.read, self.in_flight, self.most = [], 0, 0
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            self.read.append(key)
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            time.sleep(0.01)  # a round trip, as on S3
+            return super().get(key)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
 def stored_files(storage_dir):
     if not storage_dir.exists():
         return []
@@ -196,6 +240,15 @@ def save_indexed(app, png: bytes, label: str, source: str = "collect", **extra) 
         return dataset.save_drawing(
             app.extensions["storage"], png, label, source, on_saved=records.indexer(conn), **extra
         )
+
+
+def add_done_export(app, job_id: str) -> None:
+    """An export job's row as the worker leaves it once done (its zip is not written)."""
+    now = time.time()
+    row = {"id": job_id, "state": "done", "active": None, "created_at": now, "attempts": 1}
+    row |= {"done": 0, "finished_at": now, "key": f"exports/{job_id}-1.zip"}
+    with db.writing(db.engine_of(app)) as conn:
+        conn.execute(db.export_jobs.insert().values(row))
 
 
 def postgres_bin() -> Path:
@@ -355,6 +408,14 @@ def record_all(engine, items: list[dict]) -> None:
     for record in items:
         with records.feedback_once(engine, record):
             pass
+
+
+def in_two_processes(function, *args_of_each) -> list:
+    """`function(*args)` in two fresh processes at once (each its own engine, as two dynos)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        return pool.starmap(function, args_of_each)
 
 
 def table_rows(engine, table: sa.Table) -> list[tuple]:

@@ -120,6 +120,9 @@ MALFORMED_SETTINGS = [
     ("DATABASE_URL", "not a url", "use sqlite:///path/to/file or postgres://"),
     ("PREDICTION_RETENTION", "0", "use a whole number, 1 or more"),
     ("PREDICTION_RETENTION", "a week", "use a whole number, 1 or more"),
+    ("TRAINER_MIN_NEW", "0", "use a whole number, 1 or more"),
+    ("TRAINER_MAX_WAIT", "1d", "use a number of seconds above 0"),
+    ("KEEP_VERSIONS", "0", "use a whole number, 1 or more"),
     ("RATE_LIMIT_READS", "many", RATE),
     ("PUBLIC_READS", "two", "use a whole number, 0 or more"),
 ]

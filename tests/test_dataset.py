@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import threading
-import time
 import zipfile
 
 import pytest
 
 from digits import dataset
 from digits.storage import LocalStorage, StorageError, StorageUnavailable
-from tests.helpers import drawing_png, save_indexed
+from tests.helpers import CountingStorage, drawing_png, save_indexed
 
 
 def save(client, url, digit):
@@ -27,27 +24,6 @@ def test_counts_include_drawings_that_are_not_digits(app, client, drawing_url):
     body = client.get("/api/dataset/counts").json
     assert body["counts"]["none"] == 1 and body["counts"]["3"] == 1
     assert sum(body["counts"].values()) == body["total"] == 2
-
-
-class CountingStorage(LocalStorage):
-    """Records each key read, and how many reads were in flight at once."""
-
-    def __init__(self, root) -> None:
-        super().__init__(root)
-        self.read, self.in_flight, self.most = [], 0, 0
-        self.lock = threading.Lock()
-
-    def get(self, key):
-        with self.lock:
-            self.read.append(key)
-            self.in_flight += 1
-            self.most = max(self.most, self.in_flight)
-        try:
-            time.sleep(0.01)  # a round trip, as on S3
-            return super().get(key)
-        finally:
-            with self.lock:
-                self.in_flight -= 1
 
 
 def test_the_gallery_reads_nothing_from_storage_and_the_export_reads_in_parallel(
@@ -230,18 +206,6 @@ def test_admin_endpoints_need_the_right_token(admin_client, drawing_url):
     }
     assert admin_client.get("/api/dataset/counts").json["total"] == 0
     assert admin_client.delete(f"/api/dataset/{name}", headers=right).status_code == 404
-
-
-def test_export_zip_over_http(admin_client, drawing_url):
-    names = [save(admin_client, drawing_url, d) for d in (0, 9)]
-    response = admin_client.get("/api/dataset/export", headers={"Authorization": "Bearer s3cret"})
-    assert response.status_code == 200 and response.mimetype == "application/zip"
-    # a file to save, not to show
-    assert response.headers["Content-Disposition"] == "attachment; filename=digits-dataset.zip"
-    archive = zipfile.ZipFile(io.BytesIO(response.data))
-    rows = list(csv.DictReader(io.StringIO(archive.read("labels.csv").decode())))
-    assert sorted(r["file"] for r in rows) == sorted(f"{n[0]}/{n}.png" for n in names)
-    assert archive.read(rows[0]["file"]) == drawing_png()
 
 
 def test_cli_stats_and_export(client, runner, drawing_url, tmp_path):

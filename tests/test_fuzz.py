@@ -24,7 +24,14 @@ from PIL import Image
 
 from digits import feedback, predictions
 from tests.fuzzing import CONTENT_TYPES, EXAMPLES, FUZZ, json_values, make_fuzz_app
-from tests.helpers import data_url, documented_schema, drawing_png, free_port, new_app
+from tests.helpers import (
+    add_done_export,
+    data_url,
+    documented_schema,
+    drawing_png,
+    free_port,
+    new_app,
+)
 
 
 def png(size: tuple[int, int], mode: str = "RGB") -> bytes:
@@ -242,6 +249,7 @@ def test_openapi_document_matches_the_routes(client):
     # the gallery and the counts read the database alone).
     storage_free = {"/healthz", "/api/openapi.json", "/api/predict"}
     storage_free |= {"/api/dataset", "/api/dataset/counts"}
+    storage_free |= {"/api/dataset/exports/{job_id}"}  # a job's row (S3's links are signed here)
     assert {path for path, *_ in STORAGE_USERS} == set(document["paths"]) - storage_free
 
 
@@ -267,10 +275,18 @@ def test_answers_match_their_documented_schemas(client, path, method, request_):
 OLD_ID = predictions.new_id(datetime(2020, 1, 1, tzinfo=UTC))  # looked up once, no retries
 # Every endpoint that reads or writes storage, as (documented path, method, URL, request).
 ADMIN = {"headers": {"Authorization": "Bearer s3cret"}}
+EXPORT_ID = "x20261207T000000-0123abcd"
 STORAGE_USERS = [
     ("/api/stats", "get", "/api/stats", {}),
     ("/api/dataset/image/{name}", "get", "/api/dataset/image/7_x", {}),
     ("/api/dataset/export", "get", "/api/dataset/export", ADMIN),
+    ("/api/dataset/exports", "post", "/api/dataset/exports", ADMIN),
+    (
+        "/api/dataset/exports/{job_id}/download",
+        "get",
+        f"/api/dataset/exports/{EXPORT_ID}/download",  # a done job: storage_failure_setup
+        ADMIN,
+    ),
     ("/api/dataset/{name}", "delete", "/api/dataset/7_x", ADMIN),
     ("/api/models", "get", "/api/models", {}),
     (
@@ -278,6 +294,12 @@ STORAGE_USERS = [
         "post",
         "/api/models/rollback",
         {"json": {"net": "cnn", "version": "original"}, **ADMIN},
+    ),
+    (
+        "/api/models/pin",
+        "post",
+        "/api/models/pin",
+        {"json": {"net": "cnn", "version": "20260101T000000Z-abcdef", "pinned": True}, **ADMIN},
     ),
     ("/hook", "post", "/hook", {"json": {"imageBase64": GOOD_URL, "digit": 7}}),
     (
@@ -294,6 +316,8 @@ def test_storage_failures_match_their_documented_schemas(tmp_path, path, method,
     """Storage that fails (here the storage folder is a file) gets the documented 503."""
     (tmp_path / "storage").write_text("not a folder")
     app = make_fuzz_app(tmp_path / "storage", ADMIN_TOKEN="s3cret")
+    if path.endswith("/download"):
+        add_done_export(app, EXPORT_ID)  # the download of a done export reads storage
     client = app.test_client()
     document = client.get("/api/openapi.json").json
     response = client.open(url, method=method.upper(), **request_)
@@ -310,6 +334,15 @@ DATABASE_USERS = [
     ("/api/dataset/counts", "get", "/api/dataset/counts", {}),
     ("/api/dataset/{name}", "delete", "/api/dataset/7_x", ADMIN),
     ("/hook", "post", "/hook", {"json": {"imageBase64": GOOD_URL, "digit": 7}}),
+    ("/api/dataset/export", "get", "/api/dataset/export", ADMIN),
+    ("/api/dataset/exports", "post", "/api/dataset/exports", ADMIN),
+    ("/api/dataset/exports/{job_id}", "get", f"/api/dataset/exports/{EXPORT_ID}", ADMIN),
+    (
+        "/api/dataset/exports/{job_id}/download",
+        "get",
+        f"/api/dataset/exports/{EXPORT_ID}/download",
+        ADMIN,
+    ),
 ]
 
 

@@ -189,6 +189,18 @@ def test_fuzz_delete(fuzz_target):
     run_fuzz(fuzz_target, deletes(), refused_as_json)
 
 
+def admin_post(draw, path: str, fields: dict) -> dict:
+    """A POST of `fields` less one maybe, as JSON or junk bytes, with the token or a bad one."""
+    for key in draw(st.sets(st.sampled_from(sorted(fields)), max_size=1)):
+        del fields[key]
+    body = json.dumps(fields).encode() if draw(st.booleans()) else draw(st.binary(max_size=100))
+    token = draw(st.one_of(st.just(f"Bearer {TOKEN}"), bad_tokens))
+    headers = {"Content-Type": draw(st.sampled_from(CONTENT_TYPES)) or "application/json"}
+    if token is not None:
+        headers["Authorization"] = latin1(token)
+    return {"method": "POST", "path": path, "data": body, "headers": headers}
+
+
 @st.composite
 def bad_rollbacks(draw) -> dict:
     """POST /api/models/rollback: a bad token, or the right one with a bad body."""
@@ -198,14 +210,7 @@ def bad_rollbacks(draw) -> dict:
     }
     if fields["net"] in registry.NETS and fields["version"] == registry.ORIGINAL:
         fields["version"] = "p20260101T000000000000-deadbeef"  # never published here
-    for key in draw(st.sets(st.sampled_from(sorted(fields)), max_size=1)):
-        del fields[key]
-    body = json.dumps(fields).encode() if draw(st.booleans()) else draw(st.binary(max_size=100))
-    token = draw(st.one_of(st.just(f"Bearer {TOKEN}"), bad_tokens))
-    headers = {"Content-Type": draw(st.sampled_from(CONTENT_TYPES)) or "application/json"}
-    if token is not None:
-        headers["Authorization"] = latin1(token)
-    return {"method": "POST", "path": "/api/models/rollback", "data": body, "headers": headers}
+    return admin_post(draw, "/api/models/rollback", fields)
 
 
 @pytest.mark.slow
@@ -213,14 +218,42 @@ def test_fuzz_rollback(fuzz_target):
     run_fuzz(fuzz_target, bad_rollbacks(), refused_as_json)
 
 
+@st.composite
+def bad_pins(draw) -> dict:
+    """POST /api/models/pin: a bad token, or the right one with a bad body (no version here is
+    published, so no body may pin anything)."""
+    fields = {
+        "net": draw(st.one_of(json_values, st.sampled_from(["cnn", "fnn", "CNN", ""]))),
+        "version": draw(
+            st.one_of(
+                json_values,
+                st.sampled_from([*ODD_NAMES, registry.ORIGINAL, "20260101T000000Z-abcdef"]),
+            )
+        ),
+        "pinned": draw(st.one_of(json_values, st.booleans())),
+    }
+    return admin_post(draw, "/api/models/pin", fields)
+
+
+@pytest.mark.slow
+def test_fuzz_pin(fuzz_target):
+    run_fuzz(fuzz_target, bad_pins(), refused_as_json)
+
+
 @pytest.mark.slow
 def test_fuzz_export_tokens(fuzz_target):
+    routes = [
+        ("GET", "/api/dataset/export"),
+        ("POST", "/api/dataset/exports"),
+        ("GET", "/api/dataset/exports/x20261207T000000-0123abcd/download"),
+    ]
     request = st.builds(
-        lambda token: {
-            "method": "GET",
-            "path": "/api/dataset/export",
+        lambda route, token: {
+            "method": route[0],
+            "path": route[1],
             "headers": {} if token is None else {"Authorization": latin1(token)},
         },
+        st.sampled_from(routes),
         bad_tokens,
     )
 

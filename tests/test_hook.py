@@ -319,7 +319,7 @@ def test_a_failing_disk_gives_503_and_no_false_ok(drawing_url, tmp_path, make_ap
     # The counts and the gallery come from the database, which holds the truth: nothing saved.
     assert client.get("/api/dataset/counts").json["total"] == 0
     assert client.get("/api/dataset").json["total"] == 0
-    assert client.get("/api/stats").status_code == 503  # the versions' cards are in storage
+    assert client.get("/api/stats").status_code == 503  # the model pointer is in storage
     # One key read: not "no such drawing" or "no such prediction" (404) either.
     image = client.get("/api/dataset/image/3_20260101T000000000000_0123456789ab")
     assert image.status_code == 503 and "unavailable" in image.json["error"]

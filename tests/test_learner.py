@@ -28,6 +28,7 @@ from digits import (  # noqa: E402
     mnist,
     predictions,
     progress,
+    records,
     registry,
     strokes,
     training,
@@ -74,11 +75,22 @@ def models_dir(tmp_path_factory, reference) -> Path:
 
 
 @pytest.fixture
-def app(make_app, models_dir, reference, monkeypatch):
+def min_new() -> int:
+    """TRAINER_MIN_NEW: 1, so a few corrections make a version (a test may parametrize it)."""
+    return 1
+
+
+@pytest.fixture
+def app(make_app, models_dir, reference, monkeypatch, min_new):
     monkeypatch.setattr(learner, "load_reference", lambda: reference)
     monkeypatch.setattr(learner, "_shipped", {})
     monkeypatch.setattr(learner, "_scores", {})
-    return make_app(MODELS_DIR=str(models_dir), TRAINER=SMALL, RATE_LIMIT_FEEDBACK="off")
+    return make_app(
+        MODELS_DIR=str(models_dir),
+        TRAINER=SMALL,
+        RATE_LIMIT_FEEDBACK="off",
+        TRAINER_MIN_NEW=min_new,
+    )
 
 
 def canvas_png(digit28: np.ndarray) -> bytes:
@@ -164,6 +176,35 @@ def test_once_learns_corrections_and_publishes(app, corrections, caplog):
     again = run_trainer(app, "--margin", "5")
     assert "published" not in again.output
     assert registry.current(storage) == current
+
+
+@pytest.mark.parametrize("min_new", [7])
+def test_a_net_waits_for_enough_new_corrections_then_publishes_and_prunes(app, corrections):
+    storage, engine = app.extensions["storage"], db.engine_of(app)
+    models_dir = app.config["MODELS_DIR"]
+    older = []
+    for _ in range(3):  # versions from before, no longer served: past KEEP_VERSIONS once it runs
+        tflite = registry.load_tflite(storage, models_dir, "cnn", "original")
+        older.append(registry.publish(storage, "cnn", tflite, b"keras", {"feedback_ids": []}))
+    registry.rollback(storage, "cnn", "original")
+    waiting = run_trainer(app, "--margin", "5")
+    assert waiting.exit_code == 0, waiting.output
+    for net in ("fnn", "cnn"):
+        assert f"trainer: {net} waiting: 6 new, need 7 or until " in waiting.output
+    assert registry.current(storage) == {"fnn": "original", "cnn": "original"}
+    assert list(storage.list(learner.MARKERS)) == []  # nothing dealt with: still pending
+    assert registry.published(storage, "cnn") == sorted(older)  # no publish: no prune either
+    with db.writing(engine) as conn:  # the oldest correction has waited past TRAINER_MAX_WAIT
+        conn.execute(db.feedback.update().values(created_at=db.feedback.c.created_at - 7200))
+    app.config |= {"TRAINER_MAX_WAIT": 3600.0, "KEEP_VERSIONS": 1}
+    result = run_trainer(app, "--margin", "5")
+    assert "fnn published" in result.output and "cnn published" in result.output, result.output
+    served = registry.current(storage)["cnn"]
+    assert registry.published(storage, "cnn") == [served]  # the older versions were pruned
+    with db.reading(engine) as conn:
+        assert [row["version"] for row in records.version_rows(conn, "cnn")] == [served]
+        card = json.loads(records.version_row(conn, "cnn", served)["card"])
+    assert card["learned"] == 6 and "feedback_ids" not in card
 
 
 def test_worse_candidate_is_rejected(app, corrections):

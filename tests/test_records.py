@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +14,7 @@ from digits.dataset import LABELS
 from digits.storage import LocalStorage
 from tests.helpers import (
     free_port,
+    in_two_processes,
     random_records,
     record_all,
     reference_stats,
@@ -235,11 +235,6 @@ def race_trainer(url: str, name: str, start: float) -> list[str]:
             took += records.mark(conn, "cnn", chunk, "learned", version=name)
     engine.dispose()
     return took
-
-
-def in_two_processes(function, *args_of_each) -> list:
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        return pool.starmap(function, args_of_each)
 
 
 @pytest.mark.slow

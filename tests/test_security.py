@@ -215,8 +215,12 @@ def test_limits_come_from_the_environment(make_app, monkeypatch):
 
 ADMIN_ENDPOINTS = [
     ("GET", "/api/dataset/export"),
+    ("POST", "/api/dataset/exports"),
+    ("GET", "/api/dataset/exports/x20261207T000000-0123abcd"),
+    ("GET", "/api/dataset/exports/x20261207T000000-0123abcd/download"),
     ("DELETE", "/api/dataset/3_20261124T000000000000_abcdefabcdef"),
     ("POST", "/api/models/rollback"),
+    ("POST", "/api/models/pin"),
 ]
 
 

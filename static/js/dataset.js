@@ -7,11 +7,12 @@
 
   var D = window.Digits;
   var PER_PAGE = 48;
+  var EXPORT_POLL_MS = 1500;   // an export's progress is asked for this often
   var TOKEN_KEY = 'digits.adminToken';
   var SOURCES = { collect: 'collected', confirmation: 'confirmed', correction: 'corrected' };
 
   var $app = $('#dataset-app');
-  var urls = { dataset: $app.data('dataset-url'), exportZip: $app.data('export-url') };
+  var urls = { dataset: $app.data('dataset-url'), exports: $app.data('export-url') };
   var $status = $('#status');
   var $adminStatus = $('#admin-status');
   var state = { label: '', page: 1, pages: 1 };   // the page on show, and how many there are
@@ -139,24 +140,66 @@
     return action + ' failed: ' + meaning + (serverText ? '. Server says: \u201c' + serverText + '\u201d' : '') + '.';
   }
 
+  /* An export is a job on the server: start it (or join the one under way), follow its
+     progress, then download it: from S3 by its presigned link, or from this app with the token. */
   function exportZip() {
-    D.setStatus($adminStatus, 'Preparing the export\u2026', 'busy');
-    window.fetch(urls.exportZip, { headers: { Authorization: 'Bearer ' + token() } })
+    $('#export').prop('disabled', true);
+    D.setStatus($adminStatus, 'Asking for an export\u2026', 'busy');
+    adminJSON(urls.exports, { method: 'POST' })
+      .then(followExport)
+      .catch(function (err) {
+        var text = err.failed ? 'Export failed: ' + (err.text || 'the server gave no reason') + '.'
+          : adminError(err.status || 0, err.text, 'Export');
+        D.setStatus($adminStatus, text, 'error');
+      })
+      .then(function () { $('#export').prop('disabled', false); });
+  }
+
+  /* The JSON of an admin request; a failure throws {status, text}. */
+  function adminJSON(url, options) {
+    var init = $.extend({ headers: { Authorization: 'Bearer ' + token() } }, options);
+    return window.fetch(url, init).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (body) {
+        if (!response.ok) { throw { status: response.status, text: body.error }; }
+        return body;
+      });
+    });
+  }
+
+  function followExport(job) {
+    if (job.state === 'done') { return downloadExport(job); }
+    if (job.state === 'failed') { throw { failed: true, text: job.error }; }
+    var progress = job.total ? ': ' + job.done + ' of ' + job.total + ' drawings' : '';
+    D.setStatus($adminStatus, 'Export ' + job.state + progress + '\u2026', 'busy');
+    return new Promise(function (resolve) { window.setTimeout(resolve, EXPORT_POLL_MS); })
+      .then(function () { return adminJSON(job.url); })
+      .then(followExport);
+  }
+
+  function downloadExport(job) {
+    var size = job.bytes ? ' (' + Math.round(job.bytes / 1024) + ' KB)' : '';
+    if (/^https?:/.test(job.download)) {   // a presigned link: S3 sends it as an attachment
+      followLink(job.download);
+      D.setStatus($adminStatus, 'Export ready; downloading' + size + '.', 'success');
+      return null;
+    }
+    return window.fetch(job.download, { headers: { Authorization: 'Bearer ' + token() } })
       .then(function (response) {
-        if (!response.ok) {
-          return response.json().catch(function () { return {}; }).then(function (body) {
-            throw { status: response.status, text: body.error };
-          });
-        }
+        if (!response.ok) { throw { status: response.status }; }
         return response.blob();
       })
       .then(function (blob) {
         download(blob, 'digits-dataset.zip');
-        D.setStatus($adminStatus, 'Export downloaded (' + Math.round(blob.size / 1024) + ' KB).', 'success');
-      })
-      .catch(function (err) {
-        D.setStatus($adminStatus, adminError(err.status || 0, err.text, 'Export'), 'error');
+        D.setStatus($adminStatus, 'Export downloaded' + size + '.', 'success');
       });
+  }
+
+  function followLink(url) {
+    var link = document.createElement('a');
+    link.href = url;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
   }
 
   function download(blob, filename) {

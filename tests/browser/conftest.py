@@ -16,6 +16,7 @@ import pytest
 from browser_helpers import ADMIN_TOKEN, DESKTOP, PHONE
 from werkzeug.serving import make_server
 
+from digits import db, exports
 from digits.nets import NETS
 from tests.helpers import ROOT, make_models_dir, new_app
 
@@ -90,7 +91,12 @@ def live_app(storage_root, models_dir, tmp_path_factory):
 def live_server(live_app):
     server = LiveServer(live_app)
     server.start()
+    # The trainer worker's export thread, as `make run` has it: the Dataset page's export is a
+    # job that it builds.
+    engine, storage = db.engine_of(live_app), live_app.extensions["storage"]
+    stop_exports = exports.start_thread(engine, storage, interval=0.2)
     yield server
+    stop_exports.set()
     server.stop()
 
 

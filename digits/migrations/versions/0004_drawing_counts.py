@@ -4,8 +4,8 @@ The counts and the gallery's totals counted the index on every request (a scan o
 and a deep gallery page read every row its OFFSET skipped. Now the counts are kept as drawings
 are added and deleted, and a page's OFFSET steps over index entries alone.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-07 22:40:00
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
