@@ -254,10 +254,10 @@ def hammer(port: int, clients: int, stop: threading.Event, pages: int, errors: l
 TRAINER_PASS = """
 import sys, time
 from main import create_app
-from digits import learner, mnist, training
+from digits import learner, mnist
 import numpy as np
 images, labels = mnist.load_fixture()
-x = training.normalise_mnist(images)
+x = mnist.normalise(images)
 reference = learner.Reference(x[:100], labels[:100].astype(np.int64), x[100:], labels[100:])
 app = create_app()
 with app.app_context():
