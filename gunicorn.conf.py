@@ -36,6 +36,13 @@ workers = env_count("WEB_CONCURRENCY", 2)
 worker_class = "gthread"
 threads = env_count("GUNICORN_THREADS", 4)
 
+# How long a thread may hold the GIL while another waits for it, in milliseconds (Python's
+# default is 5). A prediction gives the GIL back and takes it again several times (LiteRT runs
+# without it); while other threads of the worker serve public reads, each time back can cost a
+# whole interval. bench/burst.py, 16 clients reading without pause, on 2 shared cores: the
+# predictions' p99 was 87-108 ms at 1 ms and 143-147 ms at 5 (bench/README.md, "Burst").
+switch_interval_ms = env_count("GIL_SWITCH_MS", 1)
+
 # Connections one worker holds at once, idle keep-alive ones included; past it the worker
 # accepts nothing until one closes. Heroku's router keeps its idle connections to a dyno for up
 # to 90 s and reuses them, and opens new ones in a burst. The cap shares connections out: without
@@ -122,11 +129,15 @@ def pre_request(worker, req):
 
 
 def post_worker_init(worker):
-    """Load both nets before this worker takes a request, so that a worker recycled under load
-    does not make its first callers wait for them. If they cannot load, the worker still starts:
-    predictions answer 503 (and /healthz shows no versions) until a request loads them."""
+    """Set the GIL's switch interval, and load both nets before this worker takes a request, so
+    that a worker recycled under load does not make its first callers wait for them. If they
+    cannot load, the worker still starts: predictions answer 503 (and /healthz shows no
+    versions) until a request loads them."""
+    import sys
+
     from digits.serving import ModelsUnavailable
 
+    sys.setswitchinterval(switch_interval_ms / 1000)
     try:
         worker.wsgi.extensions["models"].recognizer()
     except ModelsUnavailable as e:

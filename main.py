@@ -21,6 +21,7 @@ from digits import (
     logs,
     malloc,
     pages,
+    public,
     security,
 )
 from digits.cli_dataset import dataset_group
@@ -69,6 +70,7 @@ def add_wsgi_layers(app: Flask) -> None:
     layers = [
         security.proxy_fix,  # the client's address and scheme, from TRUSTED_PROXY_HOPS proxies
         bodies.size_chunked,  # a chunked body gets a length, so that the size check sees it
+        public.layer,  # public reads hold at most PUBLIC_READS threads; more are refused, 503
         fastpath.layer,  # answers a plain POST /api/predict itself (FAST_PREDICT)
     ]
     for layer in reversed(layers):

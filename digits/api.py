@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from digits import dataset, db, feedback, lifecycle, openapi, records, stats
+from digits import dataset, db, feedback, lifecycle, openapi, public, records, stats
 from digits import predict as prediction
 from digits.bodies import BadInput, check_body, json_fields, parse_label, request_fields
 from digits.serving import ModelService
@@ -81,8 +81,9 @@ def healthz():
 @bp.get("/api/stats")
 def learning_stats():
     config = current_app.config
-    answer = stats.cached_stats(storage(), engine(), config["MODELS_DIR"], config["KEEP_VERSIONS"])
-    return jsonify(answer)
+    models_dir, shown = config["MODELS_DIR"], config["KEEP_VERSIONS"]
+    body, etag = stats.cached_stats(storage(), engine(), models_dir, shown, public.rendered_json)
+    return public.cacheable(body, etag)
 
 
 @bp.get("/api/models")
@@ -99,7 +100,8 @@ def models_info():
 def dataset_counts():
     with db.reading(engine()) as conn:
         tally = records.counts(conn)
-    return jsonify(counts=tally, total=sum(tally.values()))  # "none": not a digit, people said
+    # "none": not a digit, people said
+    return public.revalidated_json({"counts": tally, "total": sum(tally.values())})
 
 
 @bp.get("/api/dataset")
@@ -112,7 +114,7 @@ def dataset_page():
         shown, total = records.gallery_page(conn, label, page, per_page)
     pages = max(1, -(-total // per_page))
     items = [gallery_item(meta) for meta in shown]
-    return jsonify(items=items, page=page, pages=pages, total=total)
+    return public.revalidated_json({"items": items, "page": page, "pages": pages, "total": total})
 
 
 def count_arg(name: str, default: int, most: int | None = None) -> int:

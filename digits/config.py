@@ -84,6 +84,19 @@ SETTINGS = (
     Setting("RATE_LIMIT_SAVES", parse_rate, "30/minute", "saves (POST /hook) per client IP"),
     Setting("RATE_LIMIT_FEEDBACK", parse_rate, "60/minute", "answers per client IP"),
     Setting(
+        "RATE_LIMIT_READS",
+        parse_rate,
+        "120/minute",
+        "the API's public reads (stats, gallery pages, counts) per client IP, together",
+    ),
+    Setting(
+        "PUBLIC_READS",
+        whole_number,
+        "2",
+        "public reads (stats, gallery, counts, images) a worker serves at once, the rest 503; "
+        "keep it under gunicorn's threads (4); 0: no bound",
+    ),
+    Setting(
         "TRUSTED_PROXY_HOPS",
         whole_number,
         # Heroku sets DYNO in every dyno, and there the router is always in front of us.

@@ -85,9 +85,19 @@ drawings = sa.Table(
     sa.Column("prediction_id", ID, nullable=True),
     # An admin's delete: kept as a row, so a feedback drawing is not copied back by a repair.
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Index(None, "deleted", "sort_key"),
-    sa.Index(None, "label", "deleted", "sort_key"),
+    # With the name, a gallery page's OFFSET steps over index entries alone (records.gallery_page).
+    sa.Index(None, "deleted", "sort_key", "name"),
+    sa.Index(None, "label", "deleted", "sort_key", "name"),
     sa.Index(None, "prediction_id"),  # which feedback drawings were copied (records.uncopied)
+)
+
+# The drawings shown (not deleted) per label: what the counts answer and the gallery's totals,
+# kept in the transaction that adds or deletes a drawing's row, so neither counts the index.
+drawing_counts = sa.Table(
+    "drawing_counts",
+    metadata,
+    sa.Column("label", sa.String(4), primary_key=True),
+    sa.Column("drawings", sa.Integer, nullable=False),
 )
 
 # The trainer's progress: a row per net and sample it has dealt with (learned, rejected,

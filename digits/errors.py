@@ -25,8 +25,12 @@ def init_app(app: Flask) -> None:
 
 
 def wants_json() -> bool:
+    return is_api_path(request.path)
+
+
+def is_api_path(path: str) -> bool:
     # "/api" itself too, but not a page such as "/hookah"
-    return (request.path + "/").startswith(JSON_PREFIXES)
+    return (path + "/").startswith(JSON_PREFIXES)
 
 
 def http_error(error: HTTPException):

@@ -101,10 +101,6 @@ class FastPredict:
         text = (self.app.json.dumps(found, separators=(",", ":")) + "\n").encode()
         headers = [("Content-Type", self.app.json.mimetype), ("Content-Length", str(len(text)))]
         headers += security.response_headers(environ.get("wsgi.url_scheme") in ("https", "wss"))
-        log = self.app.extensions.get("request_log")
-        if log is not None:
-            rid = logs.request_id(environ)
-            headers.append(("X-Request-ID", rid))
-            log.write(logs.line(environ, PATH, 200, started, rid))
+        headers += logs.direct_request_line(self.app, environ, PATH, 200, started)
         start_response("200 OK", headers)
         return [text]

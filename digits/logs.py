@@ -71,6 +71,19 @@ def log_request(response: Response) -> Response:
     return response
 
 
+def direct_request_line(
+    app: Flask, environ: dict, path: str, status: int, started: float
+) -> list[tuple[str, str]]:
+    """For an answer a WSGI layer writes without Flask: the log line, and its X-Request-ID
+    header (none when LOG_REQUESTS is off), as log_request gives Flask's answers."""
+    log = app.extensions.get("request_log")
+    if log is None:
+        return []
+    rid = request_id(environ)
+    log.write(line(environ, path, status, started, rid))
+    return [("X-Request-ID", rid)]
+
+
 def line(environ: dict, path: str, status: int, started: float, rid: str) -> dict:
     """A request's log line; `started` is its time.perf_counter() on arrival."""
     return {

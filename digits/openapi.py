@@ -46,6 +46,17 @@ RATE_LIMITED = {
 }
 # A read (or a delete) when storage fails: nothing to save, so only "try again".
 STORAGE_DOWN = {"503": json_response("storage is unreachable right now; try again")}
+# A public read (digits/public.py): asked again with its ETag, a 304; refused at once while the
+# worker is busy with other reads (503 with Retry-After), as when storage fails.
+PUBLIC_READ = {
+    "304": {"description": "unchanged since the ETag sent in If-None-Match"},
+    "503": {
+        "description": "storage is unreachable, or this worker is busy with other reads "
+        "(then with Retry-After); try again",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+        "content": {JSON: {"schema": ref("Error")}},
+    },
+}
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 ADMIN = {
     "security": [{"adminToken": []}],
@@ -253,14 +264,19 @@ PATHS = {
             "summary": "Accuracy of each net over time, from feedback",
             "responses": {
                 "200": json_response("the statistics", {"type": "object"}),
-                **STORAGE_DOWN,
+                **PUBLIC_READ,
+                **RATE_LIMITED,
             },
         }
     },
     "/api/dataset/counts": {
         "get": {
             "summary": "Drawings per label",
-            "responses": {"200": json_response("counts and total", ref("Counts")), **STORAGE_DOWN},
+            "responses": {
+                "200": json_response("counts and total", ref("Counts")),
+                **PUBLIC_READ,
+                **RATE_LIMITED,
+            },
         }
     },
     "/api/dataset": {
@@ -278,7 +294,8 @@ PATHS = {
             "responses": {
                 "200": json_response("items, page, pages, total", {"type": "object"}),
                 "400": ERRORS["400"],
-                **STORAGE_DOWN,
+                **PUBLIC_READ,
+                **RATE_LIMITED,
             },
         }
     },
@@ -291,10 +308,9 @@ PATHS = {
                     "description": "the PNG, with an ETag and `Cache-Control: no-cache`",
                     "content": {"image/png": {}},
                 },
-                "304": {"description": "unchanged since the ETag sent in If-None-Match"},
                 "412": json_response("the drawing's ETag does not match the If-Match sent"),
                 "404": json_response("no such drawing"),
-                **STORAGE_DOWN,
+                **PUBLIC_READ,
             },
         }
     },

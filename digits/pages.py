@@ -12,11 +12,11 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from PIL import Image
 from werkzeug.routing import BuildError
 
-from digits import db, lifecycle, png, preprocess, registry
+from digits import db, lifecycle, png, preprocess, public, registry
 from digits.nets import KINDS, NETS, TITLES
 from digits.storage import StorageError
 
@@ -56,27 +56,38 @@ def _inject_api_urls() -> dict:
 
 @bp.route("/")
 def index():
-    return render_template("index.html", page="index")
+    return same_for_everyone("index")
 
 
 @bp.route("/collect")
 def collect():
-    return render_template("collect.html", page="collect")
+    return same_for_everyone("collect")
 
 
 @bp.route("/stats")
 def stats():
-    return render_template("stats.html", page="stats")
+    return same_for_everyone("stats")
 
 
 @bp.route("/dataset")
 def dataset():
-    return render_template("dataset.html", page="dataset")
+    return same_for_everyone("dataset")
 
 
 @bp.route("/about")
 def about():
-    return render_template("about.html", page="about")
+    return same_for_everyone("about")
+
+
+def same_for_everyone(page: str) -> Response:
+    """A page with nothing of the visitor's in it: rendered once per app and mount point, then
+    its bytes reused, and cacheable by browsers (digits/public.py)."""
+    key = (page, request.script_root)
+    kept = current_app.extensions.setdefault("rendered_pages", {})
+    if key not in kept:
+        body = render_template(f"{page}.html", page=page).encode()
+        kept[key] = (body, public.etag_of(body))
+    return public.cacheable(*kept[key], mimetype="text/html")
 
 
 @bp.route("/models")

@@ -37,8 +37,8 @@ class Rebuilt:
 def rebuild(storage: Storage, engine: Engine, say: Callable[[str], None] = print) -> Rebuilt:
     done = Rebuilt()
     with db.writing(engine) as conn:
-        tables = (db.feedback_tally, db.trainer_progress, db.feedback, db.drawings)
-        for table in (*tables, db.model_versions):
+        tables = (db.feedback_tally, db.trainer_progress, db.feedback, db.drawing_counts)
+        for table in (*tables, db.drawings, db.model_versions):
             conn.execute(table.delete())
         copied: dict[str, str] = {}
         done.feedback = insert_all(conn, db.feedback, feedback_rows(storage, copied))
@@ -48,6 +48,7 @@ def rebuild(storage: Storage, engine: Engine, say: Callable[[str], None] = print
         say(f"drawings: {done.drawings}")
         done.deleted = insert_all(conn, db.drawings, deleted_rows(storage, copied))
         say(f"feedback drawings an admin deleted: {done.deleted}")
+        records.recount(conn)
         for net in NETS:
             done.progress[net] = insert_all(conn, db.trainer_progress, progress_rows(storage, net))
             say(f"trainer progress, {net}: {done.progress[net]}")

@@ -214,15 +214,15 @@ def drawing_row(meta: dict) -> dict:
 
 
 def index_drawing(conn: Connection, meta: dict) -> None:
-    """Add a drawing, or refresh one written again under its name (a repeated copy). A row an
-    admin deleted stays deleted."""
-    row = drawing_row(meta)
-    statement = insert(conn, db.drawings).values(row)
-    statement = statement.on_conflict_do_update(
-        index_elements=[db.drawings.c.name],
-        set_={"created": statement.excluded.created, "source": statement.excluded.source},
-    )
-    conn.execute(statement)
+    """Add a drawing and count it, or refresh one written again under its name (a repeated
+    copy, counted once). A row an admin deleted stays deleted."""
+    row, d = drawing_row(meta), db.drawings
+    added = insert(conn, d).values(row).on_conflict_do_nothing().returning(d.c.name)
+    if conn.execute(added).first() is not None:
+        _add_count(conn, row["label"], 1)
+        return
+    refreshed = {"created": row["created"], "source": row["source"]}
+    conn.execute(d.update().where(d.c.name == row["name"]).values(refreshed))
 
 
 def indexer(conn: Connection) -> Callable[[dict], None]:
@@ -231,12 +231,35 @@ def indexer(conn: Connection) -> Callable[[dict], None]:
 
 
 def mark_deleted(conn: Connection, name: str) -> bool:
-    """Whether the drawing was in the index and is now marked deleted."""
+    """Whether the drawing was in the index and is now marked deleted (and no longer counted)."""
     d = db.drawings
     done = conn.execute(
-        d.update().where(d.c.name == name, d.c.deleted.is_(False)).values(deleted=True)
+        d.update()
+        .where(d.c.name == name, d.c.deleted.is_(False))
+        .values(deleted=True)
+        .returning(d.c.label)
+    ).first()
+    if done is None:
+        return False
+    _add_count(conn, done.label, -1)
+    return True
+
+
+def _add_count(conn: Connection, label: str, change: int) -> None:
+    c = db.drawing_counts
+    statement = insert(conn, c).values(label=label, drawings=change)
+    statement = statement.on_conflict_do_update(
+        index_elements=[c.c.label], set_={"drawings": c.c.drawings + statement.excluded.drawings}
     )
-    return done.rowcount == 1
+    conn.execute(statement)
+
+
+def recount(conn: Connection) -> None:
+    """Count the drawings per label again from the index (after a rebuild)."""
+    d, c = db.drawings, db.drawing_counts
+    conn.execute(c.delete())
+    shown = sa.select(d.c.label, sa.func.count()).where(d.c.deleted.is_(False)).group_by(d.c.label)
+    conn.execute(c.insert().from_select(["label", "drawings"], shown))
 
 
 def is_deleted(conn: Connection, name: str) -> bool:
@@ -246,13 +269,10 @@ def is_deleted(conn: Connection, name: str) -> bool:
 
 
 def counts(conn: Connection) -> dict[str, int]:
-    """Drawings per label (every label, 0 when none): one grouped query."""
-    d = db.drawings
+    """Drawings per label (every label, 0 when none): eleven rows at most, kept as drawings
+    are added and deleted."""
     tally_by_label = {label: 0 for label in LABELS}
-    grouped = (
-        sa.select(d.c.label, sa.func.count()).where(d.c.deleted.is_(False)).group_by(d.c.label)
-    )
-    for label, count in conn.execute(grouped):
+    for label, count in conn.execute(sa.select(db.drawing_counts)):
         if label in tally_by_label:
             tally_by_label[label] = int(count)
     return tally_by_label
@@ -261,18 +281,27 @@ def counts(conn: Connection) -> dict[str, int]:
 def gallery_page(
     conn: Connection, label: str | None, page: int, per_page: int
 ) -> tuple[list[dict], int]:
-    """One page of drawings, newest first, and how many there are in all."""
+    """One page of drawings, newest first, and how many there are in all. The page's names
+    come from the index alone (its OFFSET steps over index entries, not rows); then only
+    those rows are read."""
     d = db.drawings
     shown = [d.c.deleted.is_(False)] + ([d.c.label == label] if label else [])
-    total = conn.execute(sa.select(sa.func.count()).select_from(d).where(*shown)).scalar_one()
-    rows = conn.execute(
-        sa.select(d.c.name, d.c.label, d.c.created, d.c.source)
+    names = (
+        sa.select(d.c.name)
         .where(*shown)
         .order_by(d.c.sort_key.desc())
         .limit(per_page)
         .offset((page - 1) * per_page)
+        .subquery()
+    )
+    rows = conn.execute(
+        sa.select(d.c.name, d.c.label, d.c.created, d.c.source)
+        .join_from(d, names, d.c.name == names.c.name)
+        .order_by(d.c.sort_key.desc())
     ).all()
-    return [row._asdict() for row in rows], int(total)
+    tally = counts(conn)
+    total = tally[label] if label else sum(tally.values())
+    return [row._asdict() for row in rows], total
 
 
 def drawing_names(conn: Connection, after: str = "", limit: int = CHUNK) -> list[str]:

@@ -4,8 +4,9 @@
 
 - `CORS_ORIGINS`: comma-separated origins allowed to call the API from other sites.
   Empty (the default) means same-origin only: no CORS headers are ever sent.
-- `RATE_LIMIT_SAVES` (POST /hook) and `RATE_LIMIT_FEEDBACK` (POST /api/feedback):
-  "N/second|minute|hour", or "off". The limit is per client IP and per worker process.
+- `RATE_LIMIT_SAVES` (POST /hook), `RATE_LIMIT_FEEDBACK` (POST /api/feedback) and
+  `RATE_LIMIT_READS` (GET /api/stats, /api/dataset and /api/dataset/counts, one bucket for the
+  three): "N/second|minute|hour", or "off". The limit is per client IP and per worker process.
 - `TRUSTED_PROXY_HOPS`: how many proxies in front of us set X-Forwarded-For
   (1 on Heroku, whose router appends the real client; 0 elsewhere, so nobody can spoof it).
 
@@ -59,6 +60,10 @@ HSTS = "max-age=31536000; includeSubDomains"
 LIMITED_ROUTES = {
     ("POST", "/hook"): "RATE_LIMIT_SAVES",
     ("POST", "/api/feedback"): "RATE_LIMIT_FEEDBACK",
+    # One bucket for the three: the pages ask for them, people follow the pages.
+    ("GET", "/api/stats"): "RATE_LIMIT_READS",
+    ("GET", "/api/dataset"): "RATE_LIMIT_READS",
+    ("GET", "/api/dataset/counts"): "RATE_LIMIT_READS",
 }
 PERIODS = {"second": 1.0, "minute": 60.0, "hour": 3600.0}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour)\s*$", re.ASCII)
@@ -172,12 +177,17 @@ def init_cors(app: Flask) -> None:
 
 
 def init_rate_limits(app: Flask) -> None:
-    limiters = {}
-    for route, setting in LIMITED_ROUTES.items():
-        rate = app.config[setting]
-        if rate is not None:
-            limiters[route] = TokenBucketLimiter(rate)
-    app.extensions["rate_limiters"] = limiters
+    """A limiter per setting, shared by the routes it limits: route -> its limiter."""
+    per_setting = {
+        setting: TokenBucketLimiter(app.config[setting])
+        for setting in set(LIMITED_ROUTES.values())
+        if app.config[setting] is not None
+    }
+    app.extensions["rate_limiters"] = {
+        route: per_setting[setting]
+        for route, setting in LIMITED_ROUTES.items()
+        if setting in per_setting
+    }
     app.before_request(check_rate_limit)
 
 

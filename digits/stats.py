@@ -3,13 +3,16 @@
 The answers' part comes from the database's tallies (digits/records.py): two small grouped
 queries whose cost follows the days and versions, not the number of answers. The versions' part
 comes from the database's cards (digits/lifecycle.py): the newest KEEP_VERSIONS, the pinned and
-the served ones, never every metrics.json. The whole answer
-is computed at most once per CACHE_SECONDS per process, and concurrent callers share that one
-computation (digits/cached.py). Only feedback with a digit counts for accuracy ("not a digit"
-has no right answer among 0-9).
+the served ones, never every metrics.json. The whole answer is computed and rendered at most
+once per CACHE_SECONDS per process, and concurrent callers share that one computation
+(digits/cached.py). Only feedback with a digit counts for accuracy ("not a digit" has no right
+answer among 0-9).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -19,14 +22,19 @@ from digits.nets import NETS
 from digits.storage import Storage
 
 CACHE_SECONDS = 5.0
+T = TypeVar("T")
 
-_answers: SharedAnswer[dict] = SharedAnswer(CACHE_SECONDS)
+_answers: SharedAnswer = SharedAnswer(CACHE_SECONDS)
 
 
-def cached_stats(storage: Storage, engine: Engine, models_dir: str, shown: int) -> dict:
-    """compute() at most once per CACHE_SECONDS per process, shared by concurrent callers."""
+def cached_stats(
+    storage: Storage, engine: Engine, models_dir: str, shown: int, render: Callable[[dict], T]
+) -> T:
+    """render(compute()) at most once per CACHE_SECONDS per process, shared by concurrent
+    callers. The view keeps the answer as its bytes, so a cached call renders nothing
+    (digits/public.py); every caller in a process renders the same way."""
     key = (storage.url, str(engine.url), str(models_dir), shown)
-    return _answers.get(key, lambda: compute(storage, engine, models_dir, shown))
+    return _answers.get(key, lambda: render(compute(storage, engine, models_dir, shown)))
 
 
 def clear_cache() -> None:

@@ -43,6 +43,11 @@ def make_fuzz_app(storage_dir: Path, **config):
     Its database sits beside its storage: the module-scoped fuzz apps are made before each
     test's own DATABASE_URL is set (conftest.database_file), and would otherwise make and fill
     the repository's instance/digits.sqlite3."""
-    quiet = {"RATE_LIMIT_SAVES": "off", "RATE_LIMIT_FEEDBACK": "off", "LOG_REQUESTS": "off"}
+    quiet = {
+        "RATE_LIMIT_SAVES": "off",
+        "RATE_LIMIT_FEEDBACK": "off",
+        "RATE_LIMIT_READS": "off",
+        "LOG_REQUESTS": "off",
+    }
     config.setdefault("DATABASE_URL", f"sqlite:///{storage_dir.parent / 'digits.sqlite3'}")
     return new_app(storage_dir, **quiet, **config)

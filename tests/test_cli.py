@@ -123,6 +123,8 @@ MALFORMED_SETTINGS = [
     ("TRAINER_MIN_NEW", "0", "use a whole number, 1 or more"),
     ("TRAINER_MAX_WAIT", "1d", "use a number of seconds above 0"),
     ("KEEP_VERSIONS", "0", "use a whole number, 1 or more"),
+    ("RATE_LIMIT_READS", "many", RATE),
+    ("PUBLIC_READS", "two", "use a whole number, 0 or more"),
 ]
 
 

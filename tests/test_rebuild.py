@@ -15,7 +15,7 @@ from digits.nets import NETS
 from digits.storage import LocalStorage
 from tests.helpers import drawing_png, free_port, random_records, reference_stats, table_rows
 
-TABLES = (db.feedback, db.feedback_tally, db.drawings, db.trainer_progress)
+TABLES = (db.feedback, db.feedback_tally, db.drawings, db.drawing_counts, db.trainer_progress)
 
 
 def write_marker(storage, net: str, prediction_id: str, status: str, version=None) -> str:

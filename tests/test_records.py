@@ -149,6 +149,14 @@ def test_a_drawing_written_again_stays_one_row_and_stays_deleted(engine):
         records.index_drawing(conn, meta(NAMES[0], source="correction"))
     rows = table_rows(engine, db.drawings)
     assert len(rows) == 1 and rows[0].deleted and rows[0].source == "correction"
+    with db.reading(engine) as conn:  # counted once, and no longer once deleted
+        assert sum(records.counts(conn).values()) == 0
+    with db.writing(engine) as conn:
+        records.index_drawing(conn, meta(NAMES[1]))
+        records.index_drawing(conn, meta(NAMES[1], source="correction"))
+        assert sum(records.counts(conn).values()) == 1
+        records.recount(conn)
+        assert sum(records.counts(conn).values()) == 1
 
 
 def test_export_names_come_in_chunks(engine):

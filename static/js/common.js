@@ -42,8 +42,31 @@
     });
   }
 
-  function getJSON(url, data) {
-    return $.ajax({ url: url, method: 'GET', data: data, dataType: 'json', timeout: 20000 });
+  var BUSY_TRIES = 3;
+
+  /* A GET of the API. When busy, the server sheds public reads at once with a 503 and a
+     Retry-After (digits/public.py): such a read is asked again after the wait it names, a few
+     times, before the caller hears of the failure. */
+  function getJSON(url, data, triesLeft) {
+    var left = triesLeft === undefined ? BUSY_TRIES : triesLeft;
+    return $.ajax({ url: url, method: 'GET', data: data, dataType: 'json', timeout: 20000 })
+      .then(null, function (xhr) {
+        var wait = retryAfter(xhr);
+        if (wait === null || left <= 0) { return $.Deferred().rejectWith(this, arguments); }
+        return delay(wait).then(function () { return getJSON(url, data, left - 1); });
+      });
+  }
+
+  /* The seconds a 503 asks us to wait (at most 10), or null for any other answer. */
+  function retryAfter(xhr) {
+    var seconds = xhr && xhr.status === 503 ? parseInt(xhr.getResponseHeader('Retry-After'), 10) : NaN;
+    return isNaN(seconds) ? null : Math.min(Math.max(seconds, 0), 10);
+  }
+
+  function delay(seconds) {
+    var waited = $.Deferred();
+    window.setTimeout(waited.resolve, seconds * 1000);
+    return waited.promise();
   }
 
   /* "a 7", but "an 8": the article goes with the digit's spoken name. */
@@ -61,6 +84,7 @@
     errorMessage: errorMessage,
     postJSON: postJSON,
     getJSON: getJSON,
+    busyTries: BUSY_TRIES,
     percent: percent,
     aDigit: aDigit
   };

@@ -57,7 +57,7 @@
     var when = item.created ? new Date(item.created) : null;
     var $figure = $('<figure>').attr('data-name', item.name);
     $figure.append($('<img loading="lazy" width="200" height="200">').attr('src', item.url)
-      .attr('alt', 'Drawing labelled ' + label));
+      .attr('alt', 'Drawing labelled ' + label).on('error', askAgain));
     var $caption = $('<figcaption>')
       .append($('<strong>').text(label))
       .append($('<span>').text(' \u00b7 ' + (SOURCES[item.source] || item.source || '')));
@@ -71,6 +71,19 @@
       .attr('aria-label', 'Delete drawing ' + item.name)
       .text('Delete'));
     return $figure;
+  }
+
+  /* An image the server shed while busy (a 503: digits/public.py) is asked for again a few
+     times, a second apart and more. An <img> cannot see the status, so a drawing deleted
+     meanwhile is asked for again too, which costs a 404 each. */
+  function askAgain() {
+    var img = this;
+    var tries = Number(img.getAttribute('data-tries') || 0) + 1;
+    if (tries > D.busyTries) { return; }
+    img.setAttribute('data-tries', tries);
+    window.setTimeout(function () {
+      img.src = img.src.split('?')[0] + '?try=' + tries;
+    }, 1000 * tries);
   }
 
   /* "3 drawings", "1 drawing"; with a filter "3 7s" but "1 drawing of a 7". */

@@ -144,6 +144,37 @@ def test_stats_page_without_feedback_says_so(page, live_server):
     expect(page.locator("#charts")).to_be_hidden()
 
 
+def test_a_read_the_server_sheds_while_busy_is_asked_again(page, live_server):
+    """A 503 with Retry-After (digits/public.py) is retried; the page shows the answer."""
+    empty = {"totals": {"feedback": 0}, "timeline": [], "per_digit": {}, "versions": []}
+    asked = []
+
+    def busy_then_empty(route):
+        asked.append(1)
+        if len(asked) < 3:
+            route.fulfill(status=503, headers={"Retry-After": "0"}, json={"error": "busy"})
+        else:
+            route.fulfill(json=empty)
+
+    page.route("**/api/stats", busy_then_empty)
+    page.goto(live_server.url + "/stats")
+    expect(page.locator("#no-feedback")).to_be_visible()
+    assert len(asked) == 3
+
+
+def test_a_read_still_busy_after_the_retries_says_so(page, live_server):
+    asked = []
+
+    def busy(route):
+        asked.append(1)
+        route.fulfill(status=503, headers={"Retry-After": "0"}, json={"error": "busy right now"})
+
+    page.route("**/api/stats", busy)
+    page.goto(live_server.url + "/stats")
+    expect(page.locator("#status")).to_contain_text("busy right now")
+    assert len(asked) == 4  # the first ask and three more
+
+
 def test_dataset_gallery_shows_saved_drawing(page, live_server):
     page.goto(live_server.url + "/collect")
     mouse_draw(page, SEVEN)
@@ -160,6 +191,26 @@ def test_dataset_gallery_shows_saved_drawing(page, live_server):
     page.select_option("#label-filter", "7")
     expect(figure).to_be_visible()
     expect(figure.locator("button.delete")).to_be_hidden()  # no token, no delete
+
+
+def test_a_gallery_image_shed_while_busy_is_asked_again(page, live_server):
+    page.goto(live_server.url + "/collect")
+    mouse_draw(page, SEVEN)
+    name = save_drawing(page, 7)
+    asked = []
+
+    def busy_once(route):
+        asked.append(route.request.url)
+        if len(asked) == 1:
+            route.fulfill(status=503, headers={"Retry-After": "1"}, body="busy")
+        else:
+            route.continue_()
+
+    page.route(f"**/api/dataset/image/{name}*", busy_once)
+    page.goto(live_server.url + "/dataset")
+    image = page.locator(f'figure[data-name="{name}"] img')
+    expect(image).to_have_js_property("naturalWidth", 200)
+    assert len(asked) == 2 and asked[1].endswith("?try=1")
 
 
 def test_dataset_admin_token(page, live_server, storage_root):
