@@ -37,6 +37,7 @@ def stop(children: list[subprocess.Popen]) -> None:
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()  # reaped here: a child left unreaped lingers as a zombie
 
 
 def main() -> int:
