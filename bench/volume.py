@@ -69,7 +69,7 @@ from bench.load import (  # noqa: E402
 from digits import dataset, db, feedback, predictions, rebuild, records  # noqa: E402
 from digits.nets import NETS  # noqa: E402
 from digits.storage import LocalStorage, open_storage  # noqa: E402
-from tests.helpers import data_url, free_port, worker_pids  # noqa: E402
+from tests.helpers import free_port, worker_pids  # noqa: E402
 
 WRITERS = 16  # storage writes in flight while filling
 PNGS = [base64.b64encode(page_png(lines)).decode() for lines in STROKES]
@@ -216,20 +216,9 @@ def uncached_stats_p99(engine) -> float:
 
 
 def predict_p99(port: int, seconds: float) -> float:
-    body = json.dumps({"imageBase64": data_url(page_png(STROKES[1]))})
-    headers = {"Content-Type": "application/json"}
-    conn = http.client.HTTPConnection(HOST, port, timeout=60)
-    times, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        started = time.perf_counter()
-        conn.request("POST", "/api/predict", body, headers)
-        response = conn.getresponse()
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"predict: {response.status}")
-        times.append(time.perf_counter() - started)
-    conn.close()
-    return percentile(times, 99)
+    from bench.burst import predict_times
+
+    return percentile(predict_times(port, seconds), 99)
 
 
 def hammer(port: int, clients: int, stop: threading.Event, pages: int, errors: list) -> None:
