@@ -18,7 +18,7 @@ from werkzeug.routing import BuildError
 
 from digits import db, lifecycle, png, preprocess, public, registry
 from digits.nets import KINDS, NETS, TITLES
-from digits.storage import StorageError
+from digits.storage import StorageError, etag_of
 
 bp = Blueprint("pages", __name__)
 
@@ -86,7 +86,7 @@ def same_for_everyone(page: str) -> Response:
     kept = current_app.extensions.setdefault("rendered_pages", {})
     if key not in kept:
         body = render_template(f"{page}.html", page=page).encode()
-        kept[key] = (body, public.etag_of(body))
+        kept[key] = (body, etag_of(body))
     return public.cacheable(*kept[key], mimetype="text/html")
 
 

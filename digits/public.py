@@ -24,7 +24,6 @@ the answers themselves are cheap to repeat (`cacheable`).
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -35,6 +34,7 @@ from werkzeug.exceptions import ServiceUnavailable
 from digits import logs, security
 from digits.bodies import WSGIApp
 from digits.errors import is_api_path
+from digits.storage import etag_of
 
 RETRY_AFTER_SECONDS = 1
 BUSY = "the site is busy right now; please try again in a second"
@@ -132,10 +132,6 @@ class BoundedReads:
 
 
 # --- answers that browsers and caches may reuse ------------------------------------------------
-
-
-def etag_of(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()[:32]
 
 
 def cacheable(
