@@ -31,6 +31,7 @@ PREFIX = "drawings/"
 READERS = 8
 READ_AHEAD = 128  # drawings read ahead of the one being written out
 T = TypeVar("T")
+K = TypeVar("K")
 LABELS = [str(d) for d in range(10)] + ["none"]  # "none": the user said it is not a digit
 # Names made here have at most 44 characters; a longer one is not ours (and one past 255
 # bytes is not even a file name a disk can hold).
@@ -186,18 +187,24 @@ def iter_drawings(storage: Storage, found: list[str]) -> Iterator[tuple[dict, by
     )
 
 
+def iter_images(storage: Storage, rows: list[dict]) -> Iterator[tuple[dict, bytes]]:
+    """(row, PNG) of each drawing whose row (name and label) is known already, in order; one
+    deleted meanwhile is left out."""
+    return read_each(rows, lambda row: (row, storage.get(image_key(row["name"])).data))
+
+
 def iter_metadata(storage: Storage, found: list[str]) -> Iterator[dict]:
     """The metadata of each drawing, in order, without reading the images (the gallery)."""
     return read_each(found, lambda name: metadata(storage, name))
 
 
-def read_each(found: list[str], read: Callable[[str], T]) -> Iterator[T]:
+def read_each(found: list[K], read: Callable[[K], T]) -> Iterator[T]:
     """`read(name)` for each name, in order, READERS at a time: on S3 each read is a round trip
     of tens of milliseconds, and one after another a big export outlasts Heroku's 30 s."""
 
-    def read_or_none(name: str) -> T | None:
+    def read_or_none(item: K) -> T | None:
         try:
-            return read(name)
+            return read(item)
         except NotFound:
             return None  # deleted while we were reading
 
@@ -212,28 +219,35 @@ def write_zip(
     storage: Storage,
     out: io.RawIOBase | io.BufferedIOBase,
     progress: Callable[[], None] | None = None,
-    chunks: Iterable[list[str]] | None = None,
+    chunks: Iterable[list[dict]] | None = None,
 ) -> int:
     """Write every drawing as `<label>/<name>.png` plus `labels.csv`; return the count.
 
-    `chunks` gives the names a list at a time (an export job: the database's index); by default
-    they come from storage's listing. Memory stays bounded by a chunk: the images are read a few
-    at a time and `labels.csv` grows in a temporary file, not in memory.
+    `chunks` gives the drawings a list at a time as the database's index has them (name, label,
+    source, created: an export job), so only their images are read; by default the names come
+    from storage's listing and each drawing's metadata is read too. Memory stays bounded by a
+    chunk: the images are read a few at a time and `labels.csv` grows in a temporary file.
     """
     count = 0
     with _table_file() as (table, rows), zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for chunk in [names(storage)] if chunks is None else chunks:
-            for meta, png in iter_drawings(storage, chunk):
-                file = f"{meta['label']}/{meta['name']}.png"
-                archive.writestr(file, png)
-                rows.writerow(
-                    [file, meta["label"], meta.get("source", ""), meta.get("created", "")]
-                )
-                count += 1
-                if progress:
-                    progress()
+        for meta, png in _drawings_to_zip(storage, chunks):
+            file = f"{meta['label']}/{meta['name']}.png"
+            archive.writestr(file, png)
+            source, created = meta.get("source") or "", meta.get("created") or ""
+            rows.writerow([file, meta["label"], source, created])
+            count += 1
+            if progress:
+                progress()
         _add_table(archive, table)
     return count
+
+
+def _drawings_to_zip(
+    storage: Storage, chunks: Iterable[list[dict]] | None
+) -> Iterator[tuple[dict, bytes]]:
+    if chunks is None:
+        return iter_drawings(storage, names(storage))
+    return (pair for chunk in chunks for pair in iter_images(storage, chunk))
 
 
 def _add_table(archive: zipfile.ZipFile, table: io.TextIOWrapper) -> None:

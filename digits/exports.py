@@ -208,11 +208,15 @@ def drawing_count(engine: Engine) -> int:
         return sum(records.counts(conn).values())
 
 
-def names_after(engine: Engine, after: str) -> list[str]:
+def rows_after(engine: Engine, after: str) -> list[dict]:
     """The next chunk of the index, each in its own short read: no transaction stays open for
     the minutes an export takes."""
     with db.reading(engine) as conn:
-        return records.drawing_names(conn, after)
+        return records.drawing_rows(conn, after)
+
+
+def by_name(row: dict) -> str:
+    return row["name"]
 
 
 def zip_key(job: dict) -> str:
@@ -233,7 +237,7 @@ def build(engine: Engine, storage: Storage, job: dict) -> None:
             beat(engine, job, written, total)
 
     with tempfile.TemporaryFile(prefix="digits-export-") as out:
-        chunks = records.in_chunks(lambda after: names_after(engine, after))
+        chunks = records.in_chunks(lambda after: rows_after(engine, after), key=by_name)
         count = dataset.write_zip(storage, out, step, chunks)
         size = out.tell()
         beat(engine, job, count, count)  # the last heartbeat before the upload

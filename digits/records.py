@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,6 +20,8 @@ from digits import db
 from digits.dataset import LABELS
 from digits.holdout import feedback_held_out
 from digits.nets import NETS
+
+T = TypeVar("T")
 
 NOT_A_DIGIT = -1  # the tallies' "truth" for "not a digit"
 CHUNK = 500  # the trainer's ids per query: its memory must not grow with the backlog
@@ -304,16 +307,17 @@ def gallery_page(
     return [row._asdict() for row in rows], total
 
 
-def drawing_names(conn: Connection, after: str = "", limit: int = CHUNK) -> list[str]:
-    """Names of the shown drawings after `after`, in name order: an export's next chunk."""
+def drawing_rows(conn: Connection, after: str = "", limit: int = CHUNK) -> list[dict]:
+    """The shown drawings after the name `after`, in name order, as the index has them (name,
+    label, source, created): an export's next chunk, whose metadata need not be read again."""
     d = db.drawings
     chosen = (
-        sa.select(d.c.name)
+        sa.select(d.c.name, d.c.label, d.c.source, d.c.created)
         .where(d.c.deleted.is_(False), d.c.name > after)
         .order_by(d.c.name)
         .limit(limit)
     )
-    return list(conn.execute(chosen).scalars())
+    return [row._asdict() for row in conn.execute(chosen)]
 
 
 # --- the trainer's progress --------------------------------------------------------------------
@@ -424,12 +428,13 @@ def uncopied(conn: Connection, limit: int = CHUNK) -> list[str]:
     return list(conn.execute(chosen).scalars())
 
 
-def in_chunks(fetch: Callable[[str], list[str]]) -> Iterator[list[str]]:
-    """Each chunk `fetch(after)` gives, keyset-paged by its last id, until one comes back empty."""
+def in_chunks(fetch: Callable[[str], list[T]], key: Callable[[T], str] = str) -> Iterator[list[T]]:
+    """Each chunk `fetch(after)` gives, keyset-paged by its last item's key, until one comes
+    back empty."""
     after = ""
     while chunk := fetch(after):
         yield chunk
-        after = chunk[-1]
+        after = key(chunk[-1])
 
 
 def pending_summary(conn: Connection, net: str) -> tuple[int, float | None]:

@@ -107,6 +107,22 @@ def test_the_zip_keeps_the_layout_of_the_export_before_jobs(make_app):
     assert sorted(archive.namelist()) == sorted([*(r["file"] for r in rows), "labels.csv"])
 
 
+def test_a_job_reads_only_the_images_and_zips_what_the_old_export_did(make_app, monkeypatch):
+    app = make_app(ADMIN_TOKEN=TOKEN)
+    fill(app, 5)
+    storage = app.extensions["storage"]
+    before = zip_contents(old_export(storage))
+    read, get = [], storage.get
+    monkeypatch.setattr(storage, "get", lambda key: read.append(key) or get(key))
+    client = app.test_client()
+    client.post("/api/dataset/exports", headers=ADMIN)
+    work(app)
+    assert len(read) == 5 and all(key.endswith(".png") for key in read)  # the index has the rest
+    monkeypatch.undo()
+    job = client.get(f"/api/dataset/exports/{exports_of(app)[0]}", headers=ADMIN).json
+    assert zip_contents(download(client, job)) == before
+
+
 def exports_of(app) -> list[str]:
     return [row.id for row in table_rows(db.engine_of(app), db.export_jobs)]
 

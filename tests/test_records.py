@@ -159,14 +159,17 @@ def test_a_drawing_written_again_stays_one_row_and_stays_deleted(engine):
         assert sum(records.counts(conn).values()) == 1
 
 
-def test_export_names_come_in_chunks(engine):
+def test_export_rows_come_in_chunks(engine):
     with db.writing(engine) as conn:
         for name in NAMES:
             records.index_drawing(conn, meta(name))
     with db.reading(engine) as conn:
-        chunks = list(records.in_chunks(lambda after: records.drawing_names(conn, after, 7)))
+        fetch = lambda after: records.drawing_rows(conn, after, 7)  # noqa: E731
+        chunks = list(records.in_chunks(fetch, key=lambda row: row["name"]))
     assert [len(c) for c in chunks] == [7, 7, 7, 7, 2]
-    assert sum(chunks, []) == sorted(NAMES)
+    rows = sum(chunks, [])
+    assert [row["name"] for row in rows] == sorted(NAMES)
+    assert rows[0] == meta(rows[0]["name"])  # the index's fields: no metadata read needed
 
 
 # --- the trainer's progress ----------------------------------------------------------------------
