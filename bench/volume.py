@@ -4,20 +4,25 @@
     .venv/bin/python bench/volume.py --sizes 500,2000 --seconds 5      # a quick run
     .venv/bin/python bench/volume.py --databases sqlite --storage local
 
-Storage and the database are filled through the project's own code, growing from one size to
-the next: feedback records as digits/feedback.py builds them (half to four fifths with consent,
-their drawings copied into the dataset as feedback.save_to_dataset does), drawings saved as
-/hook saves them up to the size's drawing count (the issue's 2k/2k, 20k/20k, 100k/50k), rows
-as `flask db rebuild` writes them, and every learnable sample marked learned by both nets (the
-trainer's rows; its markers in storage are left out, as only a rebuild reads them).
+Storage is filled through the project's own code, growing from one size to the next: feedback
+records as digits/feedback.py builds them (half to four fifths with consent, their drawings
+copied into the dataset as feedback.save_to_dataset does, with the copy's marker), then drawings
+saved as /hook saves them up to the size's drawing count (the issue's 2k/2k, 20k/20k, 100k/50k).
+On S3 the project's storage code writes them into a folder in memory and bench/moto_fill.py
+copies that folder into moto's backend in its own process (the same keys and bytes): through
+moto's HTTP server a put costs about 6.5 ms of its CPU, half an hour for 100k/50k. Everything
+measured goes over HTTP. Storage is shared: each database then gets the same rows as `flask db
+rebuild` writes them, every learnable sample marked learned by both nets (the trainer's rows).
 
-At each size, gunicorn starts as in production (gunicorn.conf.py, 3 workers) and is measured:
+At each size and on each database, gunicorn starts as in production (gunicorn.conf.py: 2
+workers of 4 threads, as on a standard-1x dyno) and is measured:
 - the first GET /api/stats of a fresh process, and the uncached computation's p99 (20 runs
   against the database, the part of any later call that is not served from the cache);
 - GET /api/dataset/counts, and a gallery page, cold (the first page, and one deep in it);
 - the largest worker RSS after stats, counts and gallery pages;
 - a trainer pass with nothing new (`learner.learn_pending`, TensorFlow imported beforehand);
-- POST /api/predict p99 alone, then while 16 clients hammer /api/stats and gallery pages;
+- POST /api/predict p99 alone, then while 16 clients (bench/burst.py's hammer, a process of its
+  own) ask without pause for /stats, /api/stats, /dataset, gallery pages and the counts;
 - an export of every drawing as an admin asks for it (`measure_export`): the job is queued over
   HTTP, `flask exports --once` builds it in a process of its own (its peak RSS: the trainer
   worker's export thread adds about the same on top of the trainer), the status is polled
@@ -43,12 +48,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,7 +63,6 @@ from bench.load import (  # noqa: E402
     BUCKET,
     HOST,
     STROKES,
-    Moto,
     page_png,
     percentile,
     start_gunicorn,
@@ -77,11 +80,18 @@ PNGS = [base64.b64encode(page_png(lines)).decode() for lines in STROKES]
 
 @dataclass
 class Filled:
-    """What storage and the database hold so far."""
+    """What storage and the databases hold so far."""
 
     feedback: int = 0
     drawings: int = 0
-    learnable: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """What one step of the fill wrote to storage: the rows every database then gets."""
+
+    feedback: list[dict]
+    drawings: list[dict]
 
 
 def output(digit: int) -> dict:
@@ -139,9 +149,9 @@ def store_drawing(storage, i: int) -> dict:
     }
 
 
-def fill(storage, engine, have: Filled, feedback_n: int, drawings_n: int) -> float:
-    """Grow storage and the database to these counts; return the seconds it took."""
-    started = time.monotonic()
+def fill_storage(storage, have: Filled, feedback_n: int, drawings_n: int) -> Batch:
+    """Grow storage to these counts: feedback records (their consented drawings copied into the
+    dataset), then drawings saved as /hook saves them up to `drawings_n`."""
     rng = random.Random(have.feedback)
     start = datetime.now(UTC) - timedelta(days=61)
     consent_share = min(0.8, 0.8 * drawings_n / feedback_n)
@@ -155,17 +165,27 @@ def fill(storage, engine, have: Filled, feedback_n: int, drawings_n: int) -> flo
         extra = range(have.drawings, max(have.drawings, drawings_n))
         collected = list(pool.map(lambda i: store_drawing(storage, i), extra))
     have.drawings += len(collected)
+    have.feedback = feedback_n
+    return Batch(new, copies + collected)
+
+
+def fill_database(engine, batch: Batch) -> None:
+    """The batch's rows as `flask db rebuild` writes them, every learnable sample learned."""
     with db.writing(engine) as conn:
-        rebuild.insert_all(conn, db.feedback, (records.feedback_row(r) for r in new))
+        rebuild.insert_all(conn, db.feedback, (records.feedback_row(r) for r in batch.feedback))
         records.retally(conn)
-        rows = (records.drawing_row(meta) for meta in copies + collected)
-        rebuild.insert_all(conn, db.drawings, rows)
+        rebuild.insert_all(conn, db.drawings, (records.drawing_row(m) for m in batch.drawings))
         records.recount(conn)
-        learnable = [r["id"] for r in new if r["consent"] and r["digit"] is not None]
+        learnable = [r["id"] for r in batch.feedback if r["consent"] and r["digit"] is not None]
         for net in NETS:
             records.mark(conn, net, learnable, "learned", "v1")
-    have.feedback = feedback_n
     analyze(engine)
+
+
+def fill(storage, engine, have: Filled, feedback_n: int, drawings_n: int) -> float:
+    """Grow storage and one database to these counts; return the seconds it took."""
+    started = time.monotonic()
+    fill_database(engine, fill_storage(storage, have, feedback_n, drawings_n))
     return time.monotonic() - started
 
 
@@ -221,23 +241,18 @@ def predict_p99(port: int, seconds: float) -> float:
     return percentile(predict_times(port, seconds), 99)
 
 
-def hammer(port: int, clients: int, stop: threading.Event, pages: int, errors: list) -> None:
-    """`clients` keep-alive clients asking for the stats and random gallery pages until stop."""
+def hammered_predict_p99(port: int, args, pages: int) -> tuple[float, int]:
+    """Predict p99 while bench/burst.py's hammer (a process of its own, `args.clients` keep-alive
+    clients) asks for the stats, the gallery and the counts; and the hammer's errors. A read
+    shed while busy (503 with Retry-After, digits/public.py) is no error."""
+    from bench.burst import start_hammer
 
-    def client(index: int) -> None:
-        rng = random.Random(index)
-        conn = http.client.HTTPConnection(HOST, port, timeout=60)
-        while not stop.is_set():
-            path = "/api/stats" if index % 2 else f"/api/dataset?page={rng.randint(1, pages)}"
-            try:  # a read shed while busy (503, Retry-After: digits/public.py) is no error
-                get(port, path, conn, allowed=(200, 503))
-            except Exception as e:  # counted: a public page must answer under load too
-                errors.append(repr(e))
-                conn.close()
-                conn = http.client.HTTPConnection(HOST, port, timeout=60)
-
-    for index in range(clients):
-        threading.Thread(target=client, args=(index,), daemon=True).start()
+    hammering = start_hammer(port, args, pages)
+    time.sleep(1.0)  # the clients are connected and asking
+    p99 = predict_p99(port, args.seconds)
+    statuses = json.loads(hammering.communicate(timeout=300)[0])
+    errors = sum(n for status, n in statuses.items() if status not in ("200", "503"))
+    return p99, errors
 
 
 TRAINER_PASS = """
@@ -284,10 +299,9 @@ def storage_scan(storage) -> float:
     return time.monotonic() - started
 
 
-def measure(env: dict, args, engine, storage, have: Filled, log: Path) -> dict:
+def measure(env: dict, args, engine, have: Filled, log: Path) -> dict:
     port = free_port()
     row: dict = {"feedback": have.feedback, "drawings": have.drawings}
-    row["baseline_scan"] = storage_scan(storage) if have.feedback <= args.baseline_max else None
     server = start_gunicorn(port, {**env, "PORT": str(port)}, log, [])
     try:
         row["first_stats"] = get(port, "/api/stats")
@@ -302,12 +316,7 @@ def measure(env: dict, args, engine, storage, have: Filled, log: Path) -> dict:
         row["rss"] = max(rss_mb(pid) for pid in worker_pids(server.pid))
         warm_up(port)
         row["predict_alone"] = predict_p99(port, args.seconds)
-        stop, errors = threading.Event(), []
-        hammer(port, args.clients, stop, pages, errors)
-        time.sleep(1.0)
-        row["predict_hammered"] = predict_p99(port, args.seconds)
-        stop.set()
-        row["hammer_errors"] = len(errors)
+        row["predict_hammered"], row["hammer_errors"] = hammered_predict_p99(port, args, pages)
     finally:
         stop_gunicorn(server)
     row["trainer_pass"] = trainer_pass(env) if args.trainer else None
@@ -395,12 +404,12 @@ def measure_export(env: dict, args, have: Filled, log: Path) -> dict:
     if done["state"] != "done" or entries != have.drawings + 1:  # the PNGs and labels.csv
         raise RuntimeError(f"export: {done['state']}, {entries} entries for {have.drawings}")
     row = {"export_rss": rss, "export_seconds": seconds, "export_slowest": max(slowest)}
-    row |= {"export_download": download, "export_mb": done["bytes"] / 1e6}
-    before = have.drawings <= args.baseline_max
-    row["export_before_rss"] = (
-        peak_rss_of([sys.executable, "-c", OLD_EXPORT], env)[0] if before else None
-    )
-    return row
+    return row | {"export_download": download, "export_mb": done["bytes"] / 1e6}
+
+
+def old_export_rss(env: dict) -> float:
+    """The peak RSS of the zip built in memory, as in a request before exports were jobs."""
+    return peak_rss_of([sys.executable, "-c", OLD_EXPORT], env)[0]
 
 
 def export_cell(r: dict) -> str:
@@ -418,54 +427,142 @@ def export_cell(r: dict) -> str:
 # --- the run -----------------------------------------------------------------------------------
 
 
-def run_database(kind: str, args, moto: Moto | None, scratch: Path) -> list[dict]:
-    from tests.helpers import PostgresServer
+class FilledMoto:
+    """bench/moto_fill.py: moto's server over HTTP, filled from a folder through its side door."""
 
-    server = None
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://{HOST}:{self.port}"
+        script = str(ROOT / "bench" / "moto_fill.py")
+        self.process = subprocess.Popen(
+            [sys.executable, script, str(self.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("moto did not start")
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.endpoint).create_bucket(Bucket=BUCKET)
+
+    def load(self, folder: Path, prefix: str) -> int:
+        """Copy the folder's new files into the bucket under `prefix`; how many there were."""
+        self.process.stdin.write(f"{folder}\t{BUCKET}\t{prefix}\n")
+        self.process.stdin.flush()
+        return int(self.process.stdout.readline())
+
+    def stop(self) -> None:
+        self.process.kill()  # its data is thrown away: no need to wait for a clean stop
+        self.process.wait()
+
+
+@dataclass
+class Database:
+    kind: str
+    url: str
+    engine: object
+    env: dict
+
+
+def open_database(kind: str, scratch: Path, storage_env: dict, postgres) -> Database:
     if kind == "postgresql":
-        server = PostgresServer()
-        server.start()
-        url = server.new_database()
+        url = postgres.new_database()
     else:
-        url = f"sqlite:///{scratch / kind / 'digits.sqlite3'}"
-        (scratch / kind).mkdir(parents=True)
+        url = f"sqlite:///{scratch / 'digits.sqlite3'}"
     env = {
         **os.environ,
+        **storage_env,
         "DATABASE_URL": url,
-        "WEB_CONCURRENCY": "3",
         "LOG_REQUESTS": "off",
         "RATE_LIMIT_SAVES": "off",
         "RATE_LIMIT_FEEDBACK": "off",
         "RATE_LIMIT_READS": "off",  # the hammer's clients share one address
         "MODEL_WATCH": "off",
     }
-    if moto:
-        env |= {"STORAGE_URL": f"s3://{BUCKET}/{kind}", "AWS_ENDPOINT_URL": moto.endpoint}
-        storage = open_storage(env["STORAGE_URL"], moto.endpoint)
-    else:
-        env["STORAGE_URL"] = str(scratch / kind / "storage")
-        storage = LocalStorage(env["STORAGE_URL"])
     engine = db.make_engine(url)
     db.upgrade(engine)
-    have, rows = Filled(), []
+    return Database(kind, url, engine, env)
+
+
+PREFIX = "volume"  # the bucket's prefix for the app's storage
+
+
+def open_storage_for(args, scratch: Path, moto: FilledMoto | None) -> tuple[Path, dict, object]:
+    """(the folder the fill writes into, the app's storage settings, the app's storage). On S3
+    the folder is a staging area in memory (/dev/shm when there is one), copied into moto."""
+    if moto is None:
+        folder = scratch / "storage"
+        return folder, {"STORAGE_URL": str(folder)}, LocalStorage(str(folder))
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(prefix="digits-volume-", dir=shm if shm.is_dir() else None))
+    env = {"STORAGE_URL": f"s3://{BUCKET}/{PREFIX}", "AWS_ENDPOINT_URL": moto.endpoint}
+    return folder, env, open_storage(env["STORAGE_URL"], moto.endpoint)
+
+
+def grow(args, moto, folder: Path, storage, have: Filled, size: int) -> Batch:
+    """One step of the fill, in storage (and into moto); the baseline's scan of it."""
+    started = time.monotonic()
+    batch = fill_storage(LocalStorage(str(folder)), have, size, min(size, args.drawings))
+    loaded = moto.load(folder, PREFIX + "/") if moto else 0
+    print(
+        f"storage: {have.feedback:,} feedback, {have.drawings:,} drawings"
+        f" ({loaded:,} blobs into moto) in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
+    return batch
+
+
+def run(args, moto: FilledMoto | None, scratch: Path) -> list[dict]:
+    """Every size in turn: grow storage, then fill and measure each database on it."""
+    from tests.helpers import PostgresServer
+
+    folder, storage_env, storage = open_storage_for(args, scratch, moto)
+    kinds = args.databases.split(",")
+    postgres = PostgresServer() if "postgresql" in kinds else None
+    if postgres:
+        postgres.start()
+    databases, have, rows = [], Filled(), []
     try:
+        databases = [open_database(k, scratch, storage_env, postgres) for k in kinds]
         for size in args.sizes:
-            took = fill(storage, engine, have, size, min(size, args.drawings))
-            print(
-                f"{kind}: filled to {have.feedback} feedback, {have.drawings} drawings"
-                f" in {took:.0f} s",
-                flush=True,
-            )
-            row = measure(env, args, engine, storage, have, scratch / f"{kind}-{size}.log")
-            if args.export:
-                row |= measure_export(env, args, have, scratch / f"{kind}-{size}-export.log")
-            rows.append({"database": kind, **row})
-            print(json.dumps(rows[-1]), flush=True)
+            batch = grow(args, moto, folder, storage, have, size)
+            baseline = baselines(args, storage, databases[0].env, have)
+            for database in databases:
+                row = measure_database(args, database, batch, have, scratch)
+                rows.append(row | baseline)
     finally:
-        engine.dispose()
-        if server:
-            server.stop()
+        for database in databases:
+            database.engine.dispose()
+        if postgres:
+            postgres.stop()
+        if moto:
+            shutil.rmtree(folder, ignore_errors=True)
     return rows
+
+
+def baselines(args, storage, env: dict, have: Filled) -> dict:
+    """Storage before the database (the same for every database): reading every feedback
+    record, and the export's zip in memory; up to --baseline-max records and drawings."""
+    baseline = {"baseline_scan": None, "export_before_rss": None}
+    if have.feedback <= args.baseline_max:
+        baseline["baseline_scan"] = storage_scan(storage)
+    if args.export and have.drawings <= args.baseline_max:
+        baseline["export_before_rss"] = old_export_rss(env)
+    return baseline
+
+
+def measure_database(args, database: Database, batch, have, scratch: Path) -> dict:
+    started = time.monotonic()
+    fill_database(database.engine, batch)
+    print(f"{database.kind}: rows in {time.monotonic() - started:.0f} s", flush=True)
+    log = scratch / f"{database.kind}-{have.feedback}.log"
+    row = {"database": database.kind}
+    row |= measure(database.env, args, database.engine, have, log)
+    if args.export:
+        row |= measure_export(database.env, args, have, log.with_suffix(".export.log"))
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def ms(seconds: float | None) -> str:
@@ -518,16 +615,13 @@ def main() -> int:
         ("AWS_DEFAULT_REGION", "us-east-1"),
     ):
         os.environ.setdefault(name, value)
-    moto = Moto() if args.storage == "s3" else None
-    rows = []
+    moto = FilledMoto() if args.storage == "s3" else None
     try:
         with tempfile.TemporaryDirectory(prefix="digits-volume-") as scratch:
-            for kind in args.databases.split(","):
-                rows += run_database(kind, args, moto, Path(scratch))
+            rows = run(args, moto, Path(scratch))
     finally:
         if moto:
-            moto.process.kill()  # its data is thrown away: no need to wait for a clean stop
-            moto.process.wait()
+            moto.stop()
     out = table(rows)
     print(out)
     (ROOT / "bench" / "out").mkdir(exist_ok=True)

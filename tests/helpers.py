@@ -85,10 +85,9 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 # moto's server checks If-Match / If-None-Match and then writes, in two steps, while another
 # request's thread may write in between: two compare-and-swaps of the pointer could then both
 # succeed, which real S3 never allows. Its conditional writes are made atomic here, as on S3.
-MOTO_ATOMIC = """
-import sys, threading
+MOTO_ATOMIC_PATCH = """
+import threading
 from moto.s3.responses import S3Response
-from moto.server import main
 
 lock = threading.Lock()
 
@@ -100,8 +99,8 @@ def atomic(method):
 
 S3Response.put_object = atomic(S3Response.put_object)
 S3Response.delete_object = atomic(S3Response.delete_object)
-main(sys.argv[1:])
 """
+MOTO_ATOMIC = MOTO_ATOMIC_PATCH + "import sys\nfrom moto.server import main\nmain(sys.argv[1:])\n"
 
 
 class S3Server:
