@@ -144,6 +144,13 @@ def cacheable(
         response = current_app.response_class(status=304)
     else:
         response = current_app.response_class(body, mimetype=mimetype)
+    return reusable(response, etag, fresh_for)
+
+
+def reusable(response: Response, etag: str, fresh_for: bool = True) -> Response:
+    """`response` with its ETag, and how browsers and caches may reuse it: for MAX_AGE_SECONDS
+    (`fresh_for`), or only after asking each time (no-cache), which a 304 answers cheaply.
+    For answers that settle If-None-Match and Range themselves (the drawings' images)."""
     response.set_etag(etag)
     response.cache_control.public = True
     if fresh_for:
