@@ -16,7 +16,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from digits import dataset, db, exports, lifecycle, records, registry
-from digits.bodies import BadInput, check_body, json_fields, request_fields
+from digits.bodies import BadInput, check_body, json_fields, json_only, request_fields
 from digits.model import BadModel
 from digits.nets import NETS
 from digits.storage import NotFound, StorageUnavailable
@@ -179,6 +179,7 @@ def models_rollback():
 
 
 @bp.post("/api/models/pin")
+@json_only
 def models_pin():
     """Pin a published version (never pruned), or unpin it with "pinned": false."""
     fields = json_fields()
