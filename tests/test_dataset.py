@@ -225,6 +225,21 @@ def test_cli_stats_and_export(client, runner, drawing_url, tmp_path):
     assert "labels.csv" in archive.namelist()
 
 
+def test_cli_export_takes_the_names_from_the_index_not_a_listing(make_app, tmp_path):
+    """As the admin API's exports: at 50k drawings on S3 listing storage was the slow part."""
+    app = make_app()
+    names = [save_indexed(app, drawing_png(), label) for label in ("2", "2", "7", "none")]
+    storage, listed = app.extensions["storage"], []
+    storage.list = lambda prefix="": listed.append(prefix) or iter(())
+    out = tmp_path / "export.zip"
+    result = app.test_cli_runner().invoke(args=["dataset", "export", str(out)])
+    assert result.exit_code == 0 and f"wrote 4 drawings to {out}" in result.output
+    assert listed == [] and not out.with_name("export.zip.part").exists()
+    with zipfile.ZipFile(out) as archive:
+        files = sorted(n for n in archive.namelist() if n != "labels.csv")
+    assert files == sorted(f"{dataset.label_of(n)}/{n}.png" for n in names)
+
+
 class MetadataRefused(LocalStorage):
     """A disk that takes every PNG and refuses every metadata file."""
 
