@@ -10,13 +10,14 @@ worker builds it, and its status gives the progress and then a link. No request 
 from __future__ import annotations
 
 import hmac
+from typing import BinaryIO
 
-from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
 from werkzeug.datastructures import WWWAuthenticate
-from werkzeug.exceptions import Unauthorized
+from werkzeug.exceptions import RequestedRangeNotSatisfiable, Unauthorized
 
 from digits import dataset, db, exports, lifecycle, records, registry
-from digits.bodies import BadInput, check_body, json_fields, request_fields
+from digits.bodies import BadInput, check_body, json_fields, json_only, request_fields
 from digits.model import BadModel
 from digits.nets import NETS
 from digits.storage import NotFound, StorageUnavailable
@@ -79,9 +80,29 @@ def export_download(job_id: str):
         file = current_app.extensions["storage"].open(job["key"])
     except NotFound:
         abort(404, "this export's file is gone; ask for a new export")
-    return send_file(
-        file, mimetype="application/zip", as_attachment=True, download_name=exports.FILENAME
+    return resumable_zip(file, job)
+
+
+def resumable_zip(file: BinaryIO, job: dict) -> Response:
+    """The zip with its Content-Length, and the part a Range asks for (206), so a download of
+    hundreds of MB that broke off resumes. An open file tells send_file no size, so the job's
+    own (`bytes`, what was uploaded) is given; the key, one per attempt and never rewritten, is
+    the ETag that If-Range checks."""
+    response = send_file(
+        file,
+        mimetype="application/zip",
+        as_attachment=True,
+        download_name=exports.FILENAME,
+        etag=job["key"],
+        last_modified=job["finished_at"],
+        conditional=False,  # without a size it could not answer a Range: done below
     )
+    response.content_length = job["bytes"]
+    try:
+        return response.make_conditional(request, accept_ranges=True, complete_length=job["bytes"])
+    except RequestedRangeNotSatisfiable:
+        file.close()  # the 416 is raised, and nothing else will close the file
+        raise
 
 
 @bp.get("/api/dataset/export")
@@ -179,6 +200,7 @@ def models_rollback():
 
 
 @bp.post("/api/models/pin")
+@json_only
 def models_pin():
     """Pin a published version (never pruned), or unpin it with "pinned": false."""
     fields = json_fields()

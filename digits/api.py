@@ -152,11 +152,11 @@ def dataset_image(name: str):
         if request.if_match and not request.if_match.contains(etag):
             abort(412, "the drawing's ETag does not match If-Match")
         if request.if_none_match.contains_weak(etag):
-            return revalidated_each_time(Response(status=304), etag)
+            return public.reusable(Response(status=304), etag, fresh_for=False)
         png = dataset.committed_image(storage(), name)
     except (ValueError, NotFound):
         abort(404, "no such drawing")
-    return revalidated_each_time(png_response(png, etag), etag)
+    return public.reusable(png_response(png, etag), etag, fresh_for=False)
 
 
 PRECONDITIONS = ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH")
@@ -169,10 +169,3 @@ def png_response(png: bytes, etag: str) -> Response:
     response = current_app.response_class(png, mimetype="image/png")
     response.set_etag(etag)
     return response.make_conditional(settled, accept_ranges=True, complete_length=len(png))
-
-
-def revalidated_each_time(response: Response, etag: str) -> Response:
-    response.set_etag(etag)
-    response.cache_control.no_cache = True
-    response.cache_control.max_age = None
-    return response

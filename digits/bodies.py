@@ -11,25 +11,40 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from flask import Flask, abort, current_app, request
 from werkzeug.wsgi import get_content_length
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+View = TypeVar("View", bound=Callable)
 ACCEPTED = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+JSON_OR_FORM = "send JSON (application/json) or a form (application/x-www-form-urlencoded)"
+JSON_ONLY = "send JSON (application/json): a form cannot say true, false or null"
 
 
 class BadInput(ValueError):
     """The request cannot be accepted; the message says why, for the client."""
 
 
-def refusal(length: int | None, mimetype: str, limit: int | None) -> tuple[int, str] | None:
+def refusal(
+    length: int | None, mimetype: str, limit: int | None, json_only: bool = False
+) -> tuple[int, str] | None:
     """(status, message) for a body that is refused before anyone reads it, else None."""
     if length is not None and limit is not None and length > limit:
         return 413, f"the request body is larger than {limit // 1024} KB"
+    if json_only and mimetype != "application/json":
+        return 415, JSON_ONLY
     if mimetype not in ACCEPTED:
-        return 415, "send JSON (application/json) or a form (application/x-www-form-urlencoded)"
+        return 415, JSON_OR_FORM
     return None
+
+
+def json_only(view: View) -> View:
+    """Mark a view that takes JSON only, so check_body refuses anything else saying just that
+    (an endpoint that takes forms too says so in its refusal)."""
+    view.json_only = True  # type: ignore[attr-defined]
+    return view
 
 
 def check_body() -> None:
@@ -37,7 +52,9 @@ def check_body() -> None:
     if request.method not in ("POST", "PUT", "PATCH"):
         return
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    refused = refusal(request.content_length, request.mimetype, limit)
+    view = current_app.view_functions.get(request.endpoint or "")
+    taken = getattr(view, "json_only", False)
+    refused = refusal(request.content_length, request.mimetype, limit, json_only=taken)
     if refused is not None:
         abort(*refused)
 
@@ -73,7 +90,7 @@ def json_fields() -> dict:
     """The body of an endpoint that takes JSON only, as documented: a form has no true, false
     or null, so its "true" would only be refused as not a boolean."""
     if request.mimetype != "application/json":
-        abort(415, "send JSON (application/json): a form cannot say true, false or null")
+        abort(415, JSON_ONLY)
     return request_fields()
 
 

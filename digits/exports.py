@@ -27,7 +27,9 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -224,6 +226,14 @@ def zip_key(job: dict) -> str:
     return f"{PREFIX}{job['id']}-{job['attempts']}.zip"
 
 
+def write(engine: Engine, storage: Storage, out: BinaryIO, step: Callable[[], None]) -> int:
+    """The zip of every drawing the index names (a chunk of rows at a time; storage is never
+    listed, and only the images are read) into `out`, `step()` after each; the count. A job's,
+    and `flask dataset export`'s."""
+    chunks = records.in_chunks(lambda after: rows_after(engine, after), key=by_name)
+    return dataset.write_zip(storage, out, step, chunks)
+
+
 def build(engine: Engine, storage: Storage, job: dict) -> None:
     """Write the zip from the index and storage into a temporary file, upload it, mark it done."""
     total = drawing_count(engine)
@@ -237,8 +247,7 @@ def build(engine: Engine, storage: Storage, job: dict) -> None:
             beat(engine, job, written, total)
 
     with tempfile.TemporaryFile(prefix="digits-export-") as out:
-        chunks = records.in_chunks(lambda after: rows_after(engine, after), key=by_name)
-        count = dataset.write_zip(storage, out, step, chunks)
+        count = write(engine, storage, out, step)
         size = out.tell()
         beat(engine, job, count, count)  # the last heartbeat before the upload
         out.seek(0)

@@ -352,7 +352,12 @@ PATHS = {
             "parameters": [JOB_ID],
             "responses": {
                 "200": {
-                    "description": "the zip (a local folder)",
+                    "description": "the zip (a local folder), with its Content-Length",
+                    "content": {"application/zip": {}},
+                },
+                "206": {
+                    "description": "the part of the zip a Range asks for: a download that "
+                    "broke off resumes (`curl -C -`; If-Range with the ETag)",
                     "content": {"application/zip": {}},
                 },
                 "303": {
@@ -362,6 +367,7 @@ PATHS = {
                 },
                 **NO_SUCH_EXPORT,
                 "409": json_response("the export is not done yet"),
+                "416": json_response("the Range starts past the end of the zip"),
                 **ADMIN_ERRORS,
                 **STORAGE_DOWN,
             },

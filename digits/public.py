@@ -15,10 +15,11 @@ pages' scripts ask again after the Retry-After (static/js/common.js, static/js/d
 refusal is written here, in a WSGI layer before Flask, because under a flood the refusals are
 the load: one costs tens of microseconds, where Flask's machinery costs hundreds.
 
-`PUBLIC_READS=0` turns the bound off. With CORS_ORIGINS set, a refusal carries no CORS
-headers, so another site's script sees it as a network error (the site's own pages are not
-affected). Per client IP, RATE_LIMIT_READS (digits/security.py) limits the API's reads as well;
-the answers themselves are cheap to repeat (`cacheable`).
+`PUBLIC_READS=0` turns the bound off. With CORS_ORIGINS set, a refusal carries the CORS headers
+flask-cors would give the answer it stands for (`security.cors_headers`), so a script on an
+allowed site reads the 503 and its Retry-After rather than a network error. Per client IP,
+RATE_LIMIT_READS (digits/security.py) limits the API's reads as well; the answers themselves
+are cheap to repeat (`cacheable`).
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class BoundedReads:
             ("Retry-After", str(RETRY_AFTER_SECONDS)),
             ("Cache-Control", "no-store"),
             *security.response_headers(environ.get("wsgi.url_scheme") in ("https", "wss")),
+            *security.cors_headers(self.app, environ),
             *logs.direct_request_line(self.app, environ, path, 503, started),
         ]
         start_response("503 SERVICE UNAVAILABLE", headers)
@@ -144,6 +146,13 @@ def cacheable(
         response = current_app.response_class(status=304)
     else:
         response = current_app.response_class(body, mimetype=mimetype)
+    return reusable(response, etag, fresh_for)
+
+
+def reusable(response: Response, etag: str, fresh_for: bool = True) -> Response:
+    """`response` with its ETag, and how browsers and caches may reuse it: for MAX_AGE_SECONDS
+    (`fresh_for`), or only after asking each time (no-cache), which a 304 answers cheaply.
+    For answers that settle If-None-Match and Range themselves (the drawings' images)."""
     response.set_etag(etag)
     response.cache_control.public = True
     if fresh_for:

@@ -20,9 +20,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.datastructures import EnvironHeaders
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import get_path_info
 
 from digits import settings
 from digits.bodies import WSGIApp
@@ -166,14 +169,49 @@ def init_cors(app: Flask) -> None:
     from flask_cors import CORS
 
     # No credentials: the API uses no cookies, and the admin token is sent explicitly.
-    CORS(
-        app,
-        resources={r"/api/*": {}, r"/hook": {}, r"/healthz": {}},
-        origins=origins,
-        supports_credentials=False,
-        allow_headers=["Content-Type", "Authorization"],
-        max_age=600,
-    )
+    options = {
+        "resources": {r"/api/*": {}, r"/hook": {}, r"/healthz": {}},
+        "origins": origins,
+        "supports_credentials": False,
+        "allow_headers": ["Content-Type", "Authorization"],
+        # Not one a browser shows another site's script unasked: the 429s and 503s say when
+        # to ask again.
+        "expose_headers": ["Retry-After"],
+        "max_age": 600,
+    }
+    CORS(app, **options)
+    app.extensions["cors_headers"] = CorsHeaders(app, options)
+
+
+class CorsHeaders:
+    """The CORS headers flask-cors adds to an answer, for answers written before Flask (the
+    public reads' 503, digits/public.py): flask-cors's own functions, on the options and the
+    routes CORS(app) was given, so both answer an Origin alike."""
+
+    def __init__(self, app: Flask, options: dict) -> None:
+        from flask_cors import core
+
+        self.core = core
+        routes = core.parse_resources(options["resources"])
+        self.routes = [(route, core.get_cors_options(app, options, own)) for route, own in routes]
+
+    def __call__(self, environ: dict) -> list[tuple[str, str]]:
+        path = unquote(get_path_info(environ))  # as flask-cors matches request.path
+        for route, options in self.routes:
+            if self.core.try_match_pattern(path, route, caseSensitive=True):
+                method = environ.get("REQUEST_METHOD", "GET")
+                found = self.core.get_cors_headers(options, EnvironHeaders(environ), method)
+                return [(name, str(value)) for name, value in found.items()]
+        return []
+
+
+def cors_headers(app: Flask, environ: dict) -> list[tuple[str, str]]:
+    """What flask-cors would add to an answer to this request: nothing without CORS_ORIGINS,
+    without an Origin, for a path it does not cover or for an Origin it does not allow."""
+    headers_for = app.extensions.get("cors_headers")
+    if headers_for is None or "HTTP_ORIGIN" not in environ:
+        return []
+    return headers_for(environ)
 
 
 def init_rate_limits(app: Flask) -> None:

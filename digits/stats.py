@@ -12,7 +12,6 @@ answer among 0-9).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -22,14 +21,19 @@ from digits.nets import NETS
 from digits.storage import Storage
 
 CACHE_SECONDS = 5.0
-T = TypeVar("T")
+# The stats as the view sends them: the rendered body and its ETag (public.rendered_json).
+Rendered = tuple[bytes, str]
 
-_answers: SharedAnswer = SharedAnswer(CACHE_SECONDS)
+_answers: SharedAnswer[Rendered] = SharedAnswer(CACHE_SECONDS)
 
 
 def cached_stats(
-    storage: Storage, engine: Engine, models_dir: str, shown: int, render: Callable[[dict], T]
-) -> T:
+    storage: Storage,
+    engine: Engine,
+    models_dir: str,
+    shown: int,
+    render: Callable[[dict], Rendered],
+) -> Rendered:
     """render(compute()) at most once per CACHE_SECONDS per process, shared by concurrent
     callers. The view keeps the answer as its bytes, so a cached call renders nothing
     (digits/public.py); every caller in a process renders the same way."""

@@ -123,6 +123,28 @@ def test_a_job_reads_only_the_images_and_zips_what_the_old_export_did(make_app, 
     assert zip_contents(download(client, job)) == before
 
 
+def test_a_download_has_its_length_and_resumes_from_a_range(make_app):
+    """A zip of hundreds of MB whose download broke off goes on where it stopped (curl -C -,
+    browsers), and only while it is the same file (If-Range with its ETag)."""
+    app = make_app(ADMIN_TOKEN=TOKEN)
+    fill(app, 4)
+    client = app.test_client()
+    client.post("/api/dataset/exports", headers=ADMIN)
+    work(app)
+    job = client.get(f"/api/dataset/exports/{exports_of(app)[0]}", headers=ADMIN).json
+    whole = client.get(job["download"], headers=ADMIN)
+    assert whole.headers["Content-Length"] == str(job["bytes"]) == str(len(whole.data))
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    rest = {**ADMIN, "Range": "bytes=100-", "If-Range": whole.headers["ETag"]}
+    part = client.get(job["download"], headers=rest)
+    assert part.status_code == 206 and part.data == whole.data[100:]
+    assert part.headers["Content-Range"] == f"bytes 100-{len(whole.data) - 1}/{len(whole.data)}"
+    changed = client.get(job["download"], headers={**rest, "If-Range": '"another-file"'})
+    assert changed.status_code == 200 and changed.data == whole.data  # all of it, afresh
+    past = client.get(job["download"], headers={**ADMIN, "Range": f"bytes={job['bytes']}-"})
+    assert past.status_code == 416
+
+
 def exports_of(app) -> list[str]:
     return [row.id for row in table_rows(db.engine_of(app), db.export_jobs)]
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from digits import db, feedback, lifecycle, progress, rebuild, records, registry, stats
+from digits import bodies, db, feedback, lifecycle, progress, rebuild, records, registry, stats
 from digits.holdout import feedback_held_out
 from tests.helpers import (
     CountingStorage,
@@ -368,6 +368,18 @@ def test_the_pin_api_checks_the_token_and_the_body(admin_app):
     assert response.status_code == 404 and "no version" in response.json["error"]
     assert names(engine) == [version] and list(store.list("models/cnn/20200101")) == []
     assert not lifecycle.is_pinned(store, "cnn", version)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_the_pin_api_refuses_what_is_not_json_saying_it_takes_json_only(admin_app, content_type):
+    client = admin_app.test_client()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    body = "net=cnn&version=x&pinned=true"
+    refused = client.post("/api/models/pin", data=body, content_type=content_type, headers=headers)
+    assert refused.status_code == 415 and refused.json["error"] == bodies.JSON_ONLY
+    # /hook takes forms too, and its refusal says so
+    hook = client.post("/hook", data=body, content_type="text/plain")
+    assert hook.status_code == 415 and hook.json["error"] == bodies.JSON_OR_FORM
 
 
 def test_a_version_pinned_through_the_api_is_kept_until_unpinned(admin_app):

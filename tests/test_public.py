@@ -72,6 +72,30 @@ def test_a_refused_page_is_the_sites_error_page(make_app):
     assert client.get("/stats").status_code == 200
 
 
+def cors_of(response) -> dict:
+    """The CORS part of an answer: its Access-Control-* headers, and whether it varies by Origin."""
+    found = {k: v for k, v in response.headers.items() if k.startswith("Access-Control-")}
+    return found | {"varies by Origin": "Origin" in response.headers.get("Vary", "")}
+
+
+def test_a_refusal_carries_the_cors_headers_of_the_answer_it_stands_for(make_app):
+    """A script on an allowed site reads the 503 and when to ask again, not a network error."""
+    app = make_app(PUBLIC_READS="1", CORS_ORIGINS="https://a.example, https://b.example")
+    client = app.test_client()
+    origins = ("https://b.example", "https://evil.example")
+    answered = {o: cors_of(client.get("/api/stats", headers={"Origin": o})) for o in origins}
+    held = HeldReads(app, 1)
+    refused = {o: client.get("/api/stats", headers={"Origin": o}) for o in origins}
+    page = client.get("/stats", headers={"Origin": origins[0]})  # pages are not CORS's
+    assert held.release() == [200]
+    assert {r.status_code for r in refused.values()} == {page.status_code} == {503}
+    assert {o: cors_of(refused[o]) for o in origins} == answered
+    allowed = refused[origins[0]].headers
+    assert allowed["Access-Control-Allow-Origin"] == origins[0]
+    assert "Retry-After" in allowed["Access-Control-Expose-Headers"]
+    assert cors_of(refused[origins[1]]) == cors_of(page) == {"varies by Origin": False}
+
+
 def test_predictions_are_not_bounded(make_app, drawing_url):
     app = make_app(PUBLIC_READS="1")
     held = HeldReads(app, 1)

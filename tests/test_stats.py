@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import typing
 from datetime import UTC, datetime
 
 import pytest
 
-from digits import feedback, stats
+from digits import feedback, public, stats
+from digits.cached import SharedAnswer
 from tests.helpers import fake_prediction
 
 # (prediction id, FNN said, CNN said, the user's digit)
@@ -118,3 +120,11 @@ def test_answer_is_cached_briefly(answered, made, monkeypatch):  # noqa: F811
     assert answered.get("/api/stats").json["totals"]["feedback"] == first  # still cached
     monkeypatch.setattr(stats._answers, "seconds", 0.0)
     assert answered.get("/api/stats").json["totals"]["feedback"] == first + 1
+
+
+def test_the_cache_says_what_it_holds():
+    """The cached answer is the rendered body and its ETag, as public.rendered_json makes it:
+    a bare SharedAnswer would hold Any and hide a render of another shape."""
+    rendered = typing.get_type_hints(public.rendered_json)["return"]
+    assert typing.get_type_hints(stats)["_answers"] == SharedAnswer[rendered]
+    assert typing.get_type_hints(stats.cached_stats)["return"] == rendered
