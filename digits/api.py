@@ -10,7 +10,14 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from digits import dataset, db, feedback, lifecycle, openapi, public, records, stats
 from digits import predict as prediction
-from digits.bodies import BadInput, check_body, json_fields, parse_label, request_fields
+from digits.bodies import (
+    BadInput,
+    check_body,
+    json_fields,
+    json_only,
+    parse_label,
+    request_fields,
+)
 from digits.serving import ModelService
 from digits.storage import NotFound, Storage, StorageUnavailable
 
@@ -39,6 +46,7 @@ def predict():
 
 
 @bp.post("/api/feedback")
+@json_only
 def give_feedback():
     """Record the user's answer once; the trainer process learns it later (never here)."""
     try:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from digits import dataset, db, feedback, predictions
+from digits import bodies, dataset, db, feedback, predictions
 from digits.storage import StorageError
 from tests.helpers import ARABIC_INDIC, drawing_png, fake_prediction
 
@@ -76,14 +76,14 @@ def test_unknown_prediction_is_404(client, storage_dir, made):
 
 
 @pytest.mark.parametrize(
-    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data"]
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"]
 )
 def test_a_form_is_refused_with_415_as_documented(client, storage_dir, made, content_type):
     """Feedback is JSON only (unlike /hook): a form has no true, false or null to send."""
     form = {"id": "p1", "digit": "3", "consent": "true"}
     response = client.post("/api/feedback", data=form, content_type=content_type)
     assert response.status_code == 415
-    assert "JSON" in response.json["error"]
+    assert response.json["error"] == bodies.JSON_ONLY  # not "or a form"
     assert stored_keys(storage_dir, "feedback") == []
     documented = client.get("/api/openapi.json").json["paths"]["/api/feedback"]["post"]
     assert list(documented["requestBody"]["content"]) == ["application/json"]
