@@ -72,7 +72,7 @@ def add_feedback(engine: Engine, record: dict) -> None:
     with db.writing(engine) as conn:
         if _inserted(conn, db.feedback, row):
             add_tallies(conn, [row])
-        elif feedback_row_of(conn, record["id"]) != row:
+        elif not holds_record(conn, record):
             raise AlreadyRecorded(record["id"])
 
 
