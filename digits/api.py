@@ -64,11 +64,10 @@ def hook():
     fields = request_fields()
     label = parse_label(fields.get("digit"))
     png, _ = prediction.drawing(fields)
-    # In the database's transaction: a database that is down is a 503 before anything is saved.
-    with db.writing(engine()) as conn:
-        name = dataset.save_drawing(
-            storage(), png, str(label), "collect", on_saved=records.indexer(conn)
-        )
+    # The blobs, then their index row in a short transaction: a database that is down is a
+    # 503, and the blobs are withdrawn (nothing saved).
+    indexer = records.indexer(engine())
+    name = dataset.save_drawing(storage(), png, str(label), "collect", on_saved=indexer)
     return jsonify(saved=True, name=name), 201
 
 

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import secrets
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 from digits import __version__
 from digits.storage import NotFound, Storage
 
+log = logging.getLogger(__name__)
 PREFIX = "drawings/"
 # Storage reads in flight at once: S3 round trips overlap (fewer than botocore's pool of 10
 # connections, which would otherwise be opened and dropped).
@@ -89,7 +91,9 @@ def save_drawing(
 
     A given `name` (a copy made from a feedback record) may be written again with the same
     content, so a retried copy completes instead of failing on its own first half.
-    `on_saved(metadata)` runs once both objects are written: the database's index adds the row.
+    `on_saved(metadata)` runs once both objects are written: the database's index adds the row,
+    in a transaction of its own (records.indexer), so no write lock waits on storage. If it
+    fails, a new drawing's objects are withdrawn (nothing saved); a copy's are kept, as below.
     """
     exclusive = name is None
     name = name or new_name(label)
@@ -106,22 +110,27 @@ def save_drawing(
     storage.put(image_key(name), png, if_none_match=exclusive)
     try:
         storage.put(meta_key(name), json.dumps(meta).encode(), if_none_match=exclusive)
+        if on_saved is not None:
+            on_saved(meta)
     except Exception:
-        # A copy's PNG may be another copy's too, one that committed: keep it. A retry, or
-        # the trainer's backfill, completes the copy under the same name.
+        # A copy's objects may be another copy's too, one that committed: keep them. A retry,
+        # or the trainer's backfill, completes the copy under the same name.
         if exclusive:
+            _forget(storage, meta_key(name))  # first: a drawing without it is never shown
             _forget(storage, image_key(name))
         raise
-    if on_saved is not None:
-        on_saved(meta)
     return name
 
 
 def _forget(storage: Storage, key: str) -> None:
     try:
         storage.delete(key)
+    except NotFound:
+        pass
     except Exception:
-        pass  # An orphan PNG without metadata is ignored by every reader.
+        # An orphan PNG without metadata is ignored by every reader. Metadata left without its
+        # index row is shown nowhere either, though `flask db rebuild` would index it.
+        log.warning("%s: not withdrawn after a failed save", key, exc_info=True)
 
 
 def names(storage: Storage, label: str | None = None) -> list[str]:

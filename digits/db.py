@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -252,6 +252,35 @@ def writing(engine: Engine) -> Iterator[Connection]:
         conn.execution_options(sqlite_immediate=True)
         with conn.begin():
             yield conn
+
+
+def write_or_confirm(
+    engine: Engine, write: Callable[[], None], is_written: Callable[[Connection], bool]
+) -> None:
+    """`write()` (its own short transaction, for a row whose blobs are already in storage), with
+    DatabaseUnavailable only when a read does not find the row written after all.
+
+    A database that failed to answer may still have committed (PostgreSQL's connection lost
+    after the COMMIT went out), and another writer may have added the same row meanwhile (a
+    racing second answer that adopted the first one's feedback record). A caller that withdraws
+    its blobs on DatabaseUnavailable then leaves no row pointing at blobs it deleted. What is
+    left: a row that lands between this read and the withdrawal, or one committed by a database
+    that stays down for the read too. Readers of blobs skip a missing one (the trainer, the
+    gallery's image answers 404), and `flask db rebuild` drops the row.
+    """
+    try:
+        write()
+    except DatabaseUnavailable:
+        if not _found(engine, is_written):
+            raise
+
+
+def _found(engine: Engine, is_written: Callable[[Connection], bool]) -> bool:
+    try:
+        with reading(engine) as conn:
+            return is_written(conn)
+    except DatabaseUnavailable:
+        return False  # still down: it cannot tell, and most likely nothing landed
 
 
 def answers(engine: Engine) -> bool:

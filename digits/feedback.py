@@ -1,13 +1,15 @@
 """Feedback on a prediction: the user says which digit it was (or that it was not a digit).
 
-The commit point is the database's transaction that adds the prediction's feedback row: its
-primary key makes a second answer fail (409), in any worker on any dyno. Inside it, before the
-commit, `feedback/<prediction id>.json` is written to storage with a conditional put: the record
+An answer is taken once, in any worker on any dyno, by two guarantees in turn (commit_once).
+First `feedback/<prediction id>.json` is written to storage with a conditional put: the record
 with everything the trainer needs (both nets' outputs, their versions, the user's digit, consent,
-and the drawing itself only with consent), and what `flask db rebuild` makes the row again from.
-So an answer is acknowledged only once both hold it; a database or storage that fails first
-saves nothing (503). After the commit, a consented drawing is also saved into the dataset for
-people to browse; if that copy fails, the trainer's pass repairs it (`backfill_dataset`).
+and the drawing itself only with consent), and what `flask db rebuild` makes the row again from;
+a second answer's put is refused (409). Then a short transaction adds the prediction's feedback
+row (its primary key: one per prediction) and the stats' tallies. So an answer is acknowledged
+only once both hold it; a database or storage that fails first saves nothing (503), and the
+database's write lock is never held while storage is written. After that, a consented drawing is
+also saved into the dataset for people to browse; if that copy fails, the trainer's pass repairs
+it (`backfill_dataset`).
 
 Training never happens here: the trainer process finds records not yet learned and learns them.
 """
@@ -28,7 +30,7 @@ from sqlalchemy.engine import Engine
 from digits import dataset, db, predictions, records
 from digits.bodies import BadInput, parse_label
 from digits.nets import NETS
-from digits.storage import NotFound, PreconditionFailed, Storage
+from digits.storage import NotFound, PreconditionFailed, Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 PREFIX = "feedback/"
@@ -119,34 +121,85 @@ def build_record(prediction: dict, digit: int | None, consent: bool) -> dict:
 
 
 def record_feedback(storage: Storage, engine: Engine, fields: dict) -> dict:
-    """Validate, commit the feedback once (row and record), then keep the drawing if consented."""
+    """Validate, commit the feedback once (record, then row), then keep the drawing if consented."""
     prediction_id, digit, consent = parse_request(fields)
     prediction = load_prediction(storage, prediction_id)
     if prediction.get("empty"):
         raise BadInput("an empty drawing cannot take feedback")
     record = build_record(prediction, digit, consent)
-    try:
-        with records.feedback_once(engine, record):
-            storage.put(key_of(prediction_id), json.dumps(record).encode(), if_none_match=True)
-    except records.AlreadyRecorded:
-        raise AlreadyAnswered(prediction_id) from None
-    except PreconditionFailed:
-        adopt_stored_record(storage, engine, prediction_id)
-        raise AlreadyAnswered(prediction_id) from None
+    commit_once(storage, engine, record)
     if consent:
         copy_to_dataset_later(storage, engine, record)
     return record
 
 
-def adopt_stored_record(storage: Storage, engine: Engine, prediction_id: str) -> None:
-    """Storage holds an answer the database lacks (written before the database was rebuilt from
-    it, or by a try whose commit failed after its put): that stored answer is the one, so the
-    row is made from it."""
+def commit_once(storage: Storage, engine: Engine, record: dict) -> None:
+    """The answer, once: its JSON record by a conditional put (storage's own once-guarantee),
+    then its row and tallies in a short transaction; AlreadyAnswered (409) if another answer
+    holds either. No transaction is open during the put, so no write lock waits on storage.
+
+    The put refused: another answer's record is there and is the one (adopt_stored_record).
+    The row not added (the database fails, or the row is another answer's): the record is
+    withdrawn before the error goes out, so nothing is saved. A crash between the put and the
+    row leaves a record without a row, never acknowledged: the next answer to that prediction
+    adopts it (and gets 409), as does `flask db rebuild`; the stats count it from then on.
+    """
+    if already_answered(engine, record["id"]):
+        raise AlreadyAnswered(record["id"])  # a repeated answer: no put to refuse
+    key = key_of(record["id"])
     try:
-        with records.feedback_once(engine, load(storage, prediction_id)):
-            pass
+        storage.put(key, json.dumps(record).encode(), if_none_match=True)
+    except PreconditionFailed:
+        adopt_stored_record(storage, engine, record["id"])
+        raise AlreadyAnswered(record["id"]) from None
+    try:
+        add_row(engine, record)
+    except Exception:
+        withdraw(storage, key)
+        raise
+
+
+def already_answered(engine: Engine, prediction_id: str) -> bool:
+    with db.reading(engine) as conn:
+        return records.has_feedback(conn, prediction_id)
+
+
+def add_row(engine: Engine, record: dict) -> None:
+    """The record's row and tallies; its row already there (adopted by a racing answer that
+    lost in storage) is success, counted once; AlreadyAnswered if the row is another answer's."""
+    try:
+        db.write_or_confirm(
+            engine,
+            lambda: records.add_feedback(engine, record),
+            lambda conn: records.holds_record(conn, record),
+        )
     except records.AlreadyRecorded:
-        pass  # another worker adopted it first
+        raise AlreadyAnswered(record["id"]) from None
+
+
+def withdraw(storage: Storage, key: str) -> None:
+    """Delete a record whose row could not be added. If that fails too, the record stays as a
+    crash would leave it (see commit_once): adopted by the next answer or a rebuild."""
+    try:
+        storage.delete(key)
+    except Exception:
+        log.warning("%s: not withdrawn after its row failed", key, exc_info=True)
+
+
+def adopt_stored_record(storage: Storage, engine: Engine, prediction_id: str) -> None:
+    """Storage holds an answer the database may lack: the record of a racing answer not yet
+    in the database, one written before the database was rebuilt, or one of a try that crashed
+    after its put. That stored answer is the one, so the row is made from it (counted once,
+    whoever adds it first). A record withdrawn meanwhile (its writer's database failed) leaves
+    no answer at all: a 503, nothing saved, try again."""
+    try:
+        stored = load(storage, prediction_id)
+    except NotFound:
+        raise StorageUnavailable(f"feedback {prediction_id}: another answer withdrawn") from None
+    try:
+        records.add_feedback(engine, stored)
+    except records.AlreadyRecorded:
+        pass  # the row holds another answer already: that one stands
 
 
 # The dataset copy is for people browsing drawings; the durable feedback record above already
@@ -194,8 +247,7 @@ def dataset_name(record: dict) -> str:
 def copy_to_dataset(storage: Storage, engine: Engine, record: dict) -> str:
     """The drawing into the dataset and its index, then the copy's marker (which tells a rebuild
     that a drawing missing from the dataset later was deleted by an admin)."""
-    with db.writing(engine) as conn:
-        name = save_to_dataset(storage, record, on_saved=records.indexer(conn))
+    name = save_to_dataset(storage, record, on_saved=records.indexer(engine))
     mark_copied(storage, record["id"], name)
     return name
 

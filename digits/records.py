@@ -1,13 +1,13 @@
 """The queries the app makes of the records database (tables in digits/db.py).
 
-Each function takes a connection from `db.reading` or `db.writing`, so a caller decides what
-one transaction holds: feedback's row, its blob in storage and its tallies commit together.
-Nothing here reads storage.
+Most functions take a connection from `db.reading` or `db.writing`, so a caller decides what
+one transaction holds. Those that follow a write to storage (`add_feedback`, `indexer`) open
+their own short one: a blob is written before its row, never inside the transaction, so
+SQLite's one write lock is never held across a storage call. Nothing here reads storage.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -60,22 +60,37 @@ def feedback_row(record: dict) -> dict:
     return row
 
 
-@contextlib.contextmanager
-def feedback_once(engine: Engine, record: dict) -> Iterator[None]:
-    """Claim the prediction's one feedback row, run the block, then add the tallies and commit.
+def add_feedback(engine: Engine, record: dict) -> None:
+    """The record's feedback row and its tallies, in one short transaction (no storage in it).
 
-    The block (the JSON record's write to storage) runs inside the transaction: if it raises,
-    nothing is recorded. A second answer raises AlreadyRecorded before the block runs; while the
-    first one's transaction is open, a second waits for it (the row's lock), then fails.
+    The row's primary key keeps the answer once: AlreadyRecorded if the prediction's row holds
+    another answer. Finding this very record's row there already is done, counted once: a
+    second answer that lost the race in storage adopted the winner's record first
+    (digits/feedback.py). On PostgreSQL an insert waits for another one's open transaction.
     """
     row = feedback_row(record)
     with db.writing(engine) as conn:
-        try:
-            conn.execute(db.feedback.insert().values(row))
-        except sa.exc.IntegrityError:
-            raise AlreadyRecorded(record["id"]) from None
-        yield
-        add_tallies(conn, [row])
+        if _inserted(conn, db.feedback, row):
+            add_tallies(conn, [row])
+        elif not holds_record(conn, record):
+            raise AlreadyRecorded(record["id"])
+
+
+def holds_record(conn: Connection, record: dict) -> bool:
+    """Whether the prediction's feedback row is this record's (the same answer, not another)."""
+    return feedback_row_of(conn, record["id"]) == feedback_row(record)
+
+
+def feedback_row_of(conn: Connection, prediction_id: str) -> dict | None:
+    f = db.feedback
+    found = conn.execute(sa.select(f).where(f.c.prediction_id == prediction_id)).first()
+    return found._asdict() if found else None
+
+
+def _inserted(conn: Connection, table: sa.Table, row: dict) -> bool:
+    """Insert the row unless its primary key is taken; whether it was."""
+    added = insert(conn, table).values(row).on_conflict_do_nothing()
+    return conn.execute(added.returning(*table.primary_key.columns)).first() is not None
 
 
 def add_tallies(conn: Connection, rows: list[dict]) -> None:
@@ -220,17 +235,36 @@ def index_drawing(conn: Connection, meta: dict) -> None:
     """Add a drawing and count it, or refresh one written again under its name (a repeated
     copy, counted once). A row an admin deleted stays deleted."""
     row, d = drawing_row(meta), db.drawings
-    added = insert(conn, d).values(row).on_conflict_do_nothing().returning(d.c.name)
-    if conn.execute(added).first() is not None:
+    if _inserted(conn, d, row):
         _add_count(conn, row["label"], 1)
         return
     refreshed = {"created": row["created"], "source": row["source"]}
     conn.execute(d.update().where(d.c.name == row["name"]).values(refreshed))
 
 
-def indexer(conn: Connection) -> Callable[[dict], None]:
-    """dataset.save_drawing's `on_saved`: the drawing's row, in this connection's transaction."""
-    return lambda meta: index_drawing(conn, meta)
+def indexer(engine: Engine) -> Callable[[dict], None]:
+    """dataset.save_drawing's `on_saved`, once both blobs are in storage: the drawing's row in
+    its own short transaction. DatabaseUnavailable only when the row surely did not land, for
+    save_drawing to withdraw the blobs of a new drawing."""
+
+    def index(meta: dict) -> None:
+        db.write_or_confirm(
+            engine,
+            lambda: _index_alone(engine, meta),
+            lambda conn: is_indexed(conn, meta["name"]),
+        )
+
+    return index
+
+
+def _index_alone(engine: Engine, meta: dict) -> None:
+    with db.writing(engine) as conn:
+        index_drawing(conn, meta)
+
+
+def is_indexed(conn: Connection, name: str) -> bool:
+    d = db.drawings
+    return conn.execute(sa.select(d.c.name).where(d.c.name == name)).first() is not None
 
 
 def mark_deleted(conn: Connection, name: str) -> bool:

@@ -235,10 +235,10 @@ def save_indexed(app, png: bytes, label: str, source: str = "collect", **extra) 
     """dataset.save_drawing into the app's storage, its row into the app's database."""
     from digits import dataset, db, records
 
-    with db.writing(db.engine_of(app)) as conn:
-        return dataset.save_drawing(
-            app.extensions["storage"], png, label, source, on_saved=records.indexer(conn), **extra
-        )
+    indexer = records.indexer(db.engine_of(app))
+    return dataset.save_drawing(
+        app.extensions["storage"], png, label, source, on_saved=indexer, **extra
+    )
 
 
 def add_done_export(app, job_id: str) -> None:
@@ -405,8 +405,7 @@ def reference_stats(given: list[dict]) -> dict:
 
 def record_all(engine, items: list[dict]) -> None:
     for record in items:
-        with records.feedback_once(engine, record):
-            pass
+        records.add_feedback(engine, record)
 
 
 def in_two_processes(function, *args_of_each) -> list:

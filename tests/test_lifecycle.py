@@ -64,8 +64,7 @@ def keys_of(store, net: str, version: str) -> list[str]:
 def answer(engine, pid: str, at: datetime, digit: int | None = 4, consent: bool = True) -> None:
     record = feedback.build_record(fake_prediction(pid), digit, consent)
     record["created"] = at.isoformat()
-    with records.feedback_once(engine, record):
-        pass
+    records.add_feedback(engine, record)
 
 
 def learnable_ids(count: int, held_out: bool = False) -> list[str]:

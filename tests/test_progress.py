@@ -11,8 +11,7 @@ from tests.helpers import random_records
 def answered(storage, engine, count: int = 60) -> list[dict]:
     given = random_records(count, seed=21)
     for record in given:
-        with records.feedback_once(engine, record):
-            storage.put(feedback.key_of(record["id"]), json.dumps(record).encode())
+        feedback.commit_once(storage, engine, record)
     return given
 
 

@@ -36,8 +36,7 @@ def fill_storage(storage, engine=None) -> list[dict]:
         if engine is None:
             storage.put(key, body, if_none_match=True)
         else:
-            with records.feedback_once(engine, record):
-                storage.put(key, body, if_none_match=True)
+            feedback.commit_once(storage, engine, record)
         if record["consent"]:
             name = feedback.save_to_dataset(storage, record)
             feedback.mark_copied(storage, record["id"], name)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -52,23 +50,23 @@ def test_embedded_sqlite_is_made_and_upgraded_once(tmp_path):
 
 def test_feedback_is_recorded_once(engine):
     record = random_records(1)[0]
-    with records.feedback_once(engine, record):
-        pass
-    with pytest.raises(records.AlreadyRecorded), records.feedback_once(engine, record):
-        pytest.fail("the block of a second answer must not run")
+    records.add_feedback(engine, record)
+    other = {**record, "created": "2026-11-24T05:34:22.000001+00:00", "digit": 9}
+    with pytest.raises(records.AlreadyRecorded):
+        records.add_feedback(engine, other)
     assert len(table_rows(engine, db.feedback)) == 1
     assert sum(row.answers for row in table_rows(engine, db.feedback_tally)) == 2  # one per net
 
 
-def test_a_failing_block_records_nothing(engine):
+def test_the_same_record_again_is_done_and_counted_once(engine):
+    """A winner whose row a racing second answer adopted from its stored record first."""
     record = random_records(1)[0]
-    with pytest.raises(OSError), records.feedback_once(engine, record):
-        raise OSError("storage refused the JSON record")
-    assert table_rows(engine, db.feedback) == []
-    assert table_rows(engine, db.feedback_tally) == []
-    with records.feedback_once(engine, record):  # and the answer can be given again
-        pass
+    records.add_feedback(engine, record)  # the loser's adoption
+    records.add_feedback(engine, record)  # the winner's own insert: no error
+    with db.reading(engine) as conn:
+        assert records.holds_record(conn, record)
     assert len(table_rows(engine, db.feedback)) == 1
+    assert sum(row.answers for row in table_rows(engine, db.feedback_tally)) == 2
 
 
 def test_stats_from_the_tallies_equal_stats_from_every_record(engine):
@@ -212,12 +210,9 @@ def race_feedback(url: str, folder: str, given: list[dict], start: float) -> lis
     won = []
     for record in given:
         try:
-            with records.feedback_once(engine, record):
-                storage.put(
-                    feedback.key_of(record["id"]), json.dumps(record).encode(), if_none_match=True
-                )
+            feedback.commit_once(storage, engine, record)
             won.append(record["id"])
-        except records.AlreadyRecorded:
+        except feedback.AlreadyAnswered:
             pass
     engine.dispose()
     return won
@@ -286,10 +281,7 @@ def test_a_database_that_is_down_is_unavailable(tmp_path):
     nobody = f"postgres://postgres@127.0.0.1:{free_port()}/digits"
     for url in (nobody, f"sqlite:///{tmp_path}/no/such/folder/records.sqlite3"):
         engine = db.make_engine(url)
-        with (
-            pytest.raises(db.DatabaseUnavailable),
-            records.feedback_once(engine, random_records(1)[0]),
-        ):
-            pytest.fail("nothing may run without the database")
+        with pytest.raises(db.DatabaseUnavailable):
+            records.add_feedback(engine, random_records(1)[0])
         with pytest.raises(db.DatabaseUnavailable), db.reading(engine) as conn:
             records.counts(conn)
