@@ -468,7 +468,6 @@ class FilledMoto:
 @dataclass
 class Database:
     kind: str
-    url: str
     engine: object
     env: dict
 
@@ -490,7 +489,7 @@ def open_database(kind: str, scratch: Path, storage_env: dict, postgres) -> Data
     }
     engine = db.make_engine(url)
     db.upgrade(engine)
-    return Database(kind, url, engine, env)
+    return Database(kind, engine, env)
 
 
 PREFIX = "volume"  # the bucket's prefix for the app's storage
@@ -508,8 +507,8 @@ def open_storage_for(args, scratch: Path, moto: FilledMoto | None) -> tuple[Path
     return folder, env, open_storage(env["STORAGE_URL"], moto.endpoint)
 
 
-def grow(args, moto, folder: Path, storage, have: Filled, size: int) -> Batch:
-    """One step of the fill, in storage (and into moto); the baseline's scan of it."""
+def grow(args, moto, folder: Path, have: Filled, size: int) -> Batch:
+    """One step of the fill, into the folder (and from it into moto)."""
     started = time.monotonic()
     batch = fill_storage(LocalStorage(str(folder)), have, size, min(size, args.drawings))
     loaded = moto.load(folder, PREFIX + "/") if moto else 0
@@ -543,7 +542,7 @@ def run(args, moto: FilledMoto | None, scratch: Path) -> list[dict]:
     try:
         databases = [open_database(k, scratch, storage_env, postgres) for k in kinds]
         for size in args.sizes:
-            batch = grow(args, moto, folder, storage, have, size)
+            batch = grow(args, moto, folder, have, size)
             baseline = baselines(args, storage, databases[0].env, have)
             for database in databases:
                 row = measure_database(args, database, batch, have, scratch)
