@@ -10,6 +10,7 @@ without building a TensorFlow pipeline.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,13 +61,31 @@ PEN_WIDTHS = (0.0, 12.0)  # pixels added across a stroke; the page's brush is 10
 
 
 def _dilate(x: np.ndarray, widths: np.ndarray, axis: int) -> np.ndarray:
-    """Max over a window `widths[k]` + 1 px long along `axis`, per image (zero borders needed)."""
-    out = x.copy()
+    """Max over a window `widths[k]` + 1 px long along `axis`, per image (zero borders needed).
+
+    The images are sorted by width, so each step works in place on a leading slice: picking
+    them by mask copied the images three times a step, the most time the augmentation took.
+    """
+    order = np.argsort(-widths, kind="stable")
+    src, ranked = x[order], widths[order]
+    out = src.copy()
     for step in range(1, int(widths.max(initial=0)) + 1):
-        pick = widths >= step
+        k = int(np.count_nonzero(ranked >= step))
         shift = (step + 1) // 2 * (1 if step % 2 else -1)  # +1, -1, +2, -2, ...
-        out[pick] = np.maximum(out[pick], np.roll(x[pick], shift, axis=axis))
-    return out
+        _max_shifted(out[:k], src[:k], shift, axis)
+    return out[np.argsort(order)]
+
+
+def _max_shifted(out: np.ndarray, src: np.ndarray, shift: int, axis: int) -> None:
+    """out = max(out, src moved `shift` px along `axis`), in place; what moves out is dropped."""
+    to = [slice(None)] * out.ndim
+    start = [slice(None)] * out.ndim
+    to[axis], start[axis] = (
+        (slice(shift, None), slice(None, -shift))
+        if shift > 0
+        else (slice(None, shift), slice(-shift, None))
+    )
+    np.maximum(out[tuple(to)], src[tuple(start)], out=out[tuple(to)])
 
 
 def _upscale2(x: np.ndarray, axis: int) -> np.ndarray:
@@ -109,7 +128,7 @@ def _draw_on_canvas(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _bilinear(smooth, np.clip(ys, -1, edge), np.clip(xs, -1, edge))
 
 
-def draw_on_canvas(x: np.ndarray, rng: np.random.Generator, chunk: int = 4096) -> np.ndarray:
+def draw_on_canvas(x: np.ndarray, rng: np.random.Generator, chunk: int = 512) -> np.ndarray:
     """Redraw [N, 28, 28] digits like a canvas drawing after `to_mnist`.
 
     Each digit is drawn hard-edged at a random size with a pen of random width in canvas
@@ -168,12 +187,35 @@ def random_affine(x: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.n
     return out
 
 
+# Digits augmented at a time: a chunk's temporaries stay in the CPU's cache. For the CNN, 77k
+# digits took 18.3 s in one go and 11.2 s in chunks of 512 (5.8 s on two threads), measured.
+CHUNK = 512
+# Threads that augment chunks at once: numpy lets go of the GIL in the array work.
+WORKERS = 2
+
+
 def augment_batch(
-    x: np.ndarray, rng: np.random.Generator, aug: Augment = CNN_AUGMENT
+    x: np.ndarray, rng: np.random.Generator, aug: Augment = CNN_AUGMENT, workers: int = WORKERS
 ) -> np.ndarray:
-    """Canvas-like variations of float32 digits [N, 28, 28] (or [N, 28, 28, 1]) in [0, 1]."""
-    shape = x.shape
-    images = x.reshape(-1, 28, 28).astype(np.float32)
+    """Canvas-like variations of float32 digits [N, 28, 28] (or [N, 28, 28, 1]) in [0, 1].
+
+    Each chunk draws from its own generator spawned from `rng`, so the result does not depend
+    on `workers`, and `rng` moves on as after any other draw.
+    """
+    images = x.reshape(-1, 28, 28).astype(np.float32, copy=False)
+    starts = range(0, len(images), CHUNK)
+    streams = rng.spawn(len(starts))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="augment") as pool:
+        parts = pool.map(
+            lambda start, stream: _augment_chunk(images[start : start + CHUNK], stream, aug),
+            starts,
+            streams,
+        )
+        out = np.concatenate(list(parts)) if len(images) else images.copy()
+    return out.reshape(x.shape)
+
+
+def _augment_chunk(images: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
     drawn = rng.random(len(images)) < aug.canvas
     original = images[drawn]
     images = vary_thickness(images, rng, aug.thick, aug.thin)
@@ -181,5 +223,4 @@ def augment_batch(
     images = random_affine(images, rng, aug)
     # Serving inputs always have their darkest ink at 1 (see preprocess._normalised).
     peak = images.max(axis=(1, 2), keepdims=True)
-    images = np.where(peak > 0, images / np.maximum(peak, 1e-6), images)
-    return images.reshape(shape).astype(np.float32)
+    return np.where(peak > 0, images / np.maximum(peak, 1e-6), images).astype(np.float32)

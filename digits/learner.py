@@ -56,9 +56,8 @@ from digits.storage import PreconditionFailed, Storage
 log = logging.getLogger("digits.trainer")
 MARKERS = progress.MARKERS
 AUGMENTS = {"fnn": augment.FNN_AUGMENT, "cnn": augment.CNN_AUGMENT}
-# Digits handled at a time: made float32 from the reference's uint8 pixels, or augmented (its
-# temporaries take about 57 kB a digit). And digits Keras evaluates at a time: the CNN's
-# activations for 1000 at once held about 100 MB (measured).
+# Digits made float32 at a time from the reference's uint8 pixels. And digits Keras evaluates
+# at a time: the CNN's activations for 1000 at once held about 100 MB (measured).
 CHUNK_DIGITS = 500
 EVAL_BATCH = 100
 
@@ -267,7 +266,7 @@ def training_set(
     # Seeded by the batch, so each update replays a different slice of MNIST.
     rng = np.random.default_rng([settings.seed, len(new), len(replay), len(ref.train_x)])
     new_x = np.repeat(np.stack([s.x for s in new]), settings.copies, axis=0)
-    new_x = augmented(new_x, rng, AUGMENTS[net])
+    new_x = augment.augment_batch(new_x, rng, AUGMENTS[net])
     new_y = np.repeat([s.y for s in new], settings.copies)
     new_w = np.repeat([s.weight for s in new], settings.copies)
     count = max(settings.replay_min, int(len(new_x) * settings.replay_ratio))
@@ -276,7 +275,7 @@ def training_set(
     parts_x, parts_y = [new_x, replayed], [new_y, ref.train_y[pick]]
     parts_w = [new_w, np.ones(len(pick))]
     if replay:
-        parts_x.append(augmented(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
+        parts_x.append(augment.augment_batch(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
         parts_y.append(np.array([s.y for s in replay]))
         parts_w.append(np.array([s.weight for s in replay]))
     order = rng.permutation(sum(len(part) for part in parts_y))
@@ -293,15 +292,6 @@ def shuffled(parts: list[np.ndarray], order: np.ndarray) -> np.ndarray:
         out[where[start : start + len(part)]] = part
         start += len(part)
     return out
-
-
-def augmented(x: np.ndarray, rng: np.random.Generator, aug: augment.Augment) -> np.ndarray:
-    """`augment_batch` a chunk at a time: the 3,000 copies of a 500-sample update took 170 MB
-    of temporaries at once."""
-    chunks = range(0, len(x), CHUNK_DIGITS)
-    return np.concatenate(
-        [augment.augment_batch(x[i : i + CHUNK_DIGITS], rng, aug) for i in chunks]
-    )
 
 
 def fine_tune(net: str, model, x: np.ndarray, y: np.ndarray, w: np.ndarray, settings: Settings):
