@@ -8,7 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from digits import dataset, db, exports
+from digits import db, exports, records
 from digits.cli_errors import storage_errors
 
 dataset_group = AppGroup("dataset", help="Inspect and export the collected drawings.")
@@ -17,10 +17,12 @@ dataset_group = AppGroup("dataset", help="Inspect and export the collected drawi
 @dataset_group.command("stats")
 @storage_errors
 def stats_command() -> None:
-    """Print how many drawings there are per label."""
-    storage = current_app.extensions["storage"]
-    tally = dataset.counts(storage)
-    click.echo(f"storage: {storage.url}")
+    """Print how many drawings there are per label (the database's counts, as the API's)."""
+    # Counting by listing storage read two objects a drawing: minutes at 50k drawings on S3.
+    engine = db.engine_of(current_app)
+    with db.reading(engine) as conn:
+        tally = records.counts(conn)
+    click.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
     click.echo("label  count")
     for label, count in tally.items():
         click.echo(f"{label:>5}  {count:>5}")

@@ -225,6 +225,18 @@ def test_cli_stats_and_export(client, runner, drawing_url, tmp_path):
     assert "labels.csv" in archive.namelist()
 
 
+def test_cli_stats_counts_from_the_index_not_a_listing(make_app):
+    app = make_app()
+    for label in ("2", "2", "7", "none"):
+        save_indexed(app, drawing_png(), label)
+    storage, listed = app.extensions["storage"], []
+    storage.list = lambda prefix="": listed.append(prefix) or iter(())
+    result = app.test_cli_runner().invoke(args=["dataset", "stats"])
+    assert result.exit_code == 0 and listed == []
+    lines = dict(line.split() for line in result.output.splitlines()[2:])
+    assert (lines["2"], lines["7"], lines["none"], lines["total"]) == ("2", "1", "1", "4")
+
+
 def test_cli_export_takes_the_names_from_the_index_not_a_listing(make_app, tmp_path):
     """As the admin API's exports: at 50k drawings on S3 listing storage was the slow part."""
     app = make_app()
