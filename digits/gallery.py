@@ -7,10 +7,12 @@ at 50k-100k drawings on PostgreSQL, taken from the predictions on the same cores
 process keeps, for ANCHOR_SECONDS, the anchors of each label: the (sort_key, name) of every
 STRIDE-th entry, from one pass over the same index (digits/cached.py shares it between the
 callers). A page then starts at the anchor at or before its first entry and steps over fewer
-than STRIDE entries from there. Page 1 needs no anchor. The anchors are kept per label, not per
-`per_page`: at most eleven labels and "all" per process, a tuple per STRIDE drawings each,
-whatever `per_page` callers send (anchors at every page's first entry would keep one per
-drawing for `per_page=1`, and a pass over the index for each `per_page` asked).
+than STRIDE entries from there. Pages within the newest NEAR entries need no anchor.
+
+The anchors are kept per label, not per `per_page`: at most eleven labels and "all" per
+process, a tuple per STRIDE drawings each, whatever `per_page` callers send (anchors at every
+page's first entry would keep one per drawing for `per_page=1`, and cost a pass over the index
+for each `per_page` asked).
 
 While the anchors are kept, the index may change; no change is ever an error:
 - Drawings added newer than every anchored entry (the usual case: a new drawing is the newest)
@@ -33,7 +35,12 @@ from sqlalchemy.engine import Connection
 from digits import db, records
 from digits.cached import SharedAnswer
 
-STRIDE = 100  # index entries between two anchors: the most a page steps over
+STRIDE = 50  # index entries between two anchors: the most a page steps over from one
+# A page that starts within the newest NEAR entries steps over them with OFFSET, without an
+# anchor: cheaper than an anchored page's count of the drawings added since (a round trip;
+# bench/gallery.py: about 0.15-0.4 µs an entry against 0.3-0.9 ms), exact, and a label with
+# fewer drawings never takes anchors at all. At least 1: page 1 needs none.
+NEAR = 2000
 ANCHOR_SECONDS = 60.0  # one pass over the index per label and process a minute at most
 
 Anchor = tuple[str, str]  # an entry's (sort_key, name): where a page may start reading
@@ -70,8 +77,8 @@ def page_names(
 def starting_point(conn: Connection, label: str | None, first: int) -> tuple[Anchor | None, int]:
     """Where a page starts reading (an anchor, or None: the newest entry) and how many entries
     it steps over from there to its `first`."""
-    if first == 0:
-        return None, 0
+    if first < NEAR:
+        return None, first
     anchors = kept_anchors(conn, label)
     added = added_since(conn, label, anchors[0]) if anchors else first
     if added >= first:  # the page starts among the drawings added since: a few to step over

@@ -16,8 +16,10 @@ LABELS_READ = (None, "3", "none")
 
 @pytest.fixture(autouse=True)
 def small_stride(monkeypatch):
-    """Anchors every 4 entries: tens of drawings then make many anchors and remainders."""
+    """Anchors every 4 entries, from the second on: tens of drawings then make many anchors
+    and remainders."""
     monkeypatch.setattr(gallery, "STRIDE", 4)
+    monkeypatch.setattr(gallery, "NEAR", 1)
     gallery.clear_anchors()
     yield
     gallery.clear_anchors()
@@ -140,3 +142,17 @@ def test_anchors_are_taken_again_once_stale(engine, monkeypatch):
     assert page_names(engine, None, 3, 5) == order[8:13]  # shifted, as documented
     time.sleep(0.1)
     assert page_names(engine, None, 3, 5) == order[10:15]  # anchors taken again: exact
+
+
+def test_pages_near_the_newest_take_no_anchors(engine, monkeypatch):
+    monkeypatch.setattr(gallery, "NEAR", 10)
+    taken = []
+    anchors_of = gallery.anchors_of
+    monkeypatch.setattr(gallery, "anchors_of", lambda *a: taken.append(a) or anchors_of(*a))
+    add(engine, [name(i) for i in range(30)])
+    order = offset_order(engine, None)
+    assert page_names(engine, None, 1, 7) == order[:7]
+    assert page_names(engine, None, 2, 9) == order[9:18]  # starts at 9: near enough
+    assert taken == []
+    assert page_names(engine, None, 3, 5) == order[10:15]  # starts at 10: from an anchor
+    assert len(taken) == 1
