@@ -4,9 +4,9 @@
     .venv/bin/python bench/gallery.py --drawings 50000,100000 --databases postgresql --explain
 
 Each database gets the drawings' index rows alone (the gallery reads nothing else; names as
-digits/dataset.py makes them, labels in turn, one in a hundred deleted), then `ANALYZE` as
-bench/volume.py runs it after a fill. In-process, on one connection, the median of --runs calls
-(ms) of:
+digits/dataset.py makes them, labels in turn, one in a hundred deleted), then `VACUUM ANALYZE`
+as bench/volume.py runs it after a fill (twice: `fill` says why). In-process, on one
+connection, the median of --runs calls (ms, before and now taking turns) of:
 - before: the page as records.gallery_page read it up to 2026-12-08 (OFFSET over the index
   from the newest entry), copied below;
 - now: gallery.gallery_page with its anchors already taken (what every call but one a minute
@@ -14,7 +14,8 @@ bench/volume.py runs it after a fill. In-process, on one connection, the median 
 - the anchors' pass itself (gallery.anchors_of): what the first deep page of a label pays,
   once a minute per process.
 Pages: the first, the middle and the last, of all the drawings and of one label. `--explain`
-prints each database's plans of a page's queries and of the anchors' pass.
+prints each database's plans of a page's queries and of the anchors' pass. The table goes to
+stdout.
 """
 
 from __future__ import annotations
@@ -86,12 +87,19 @@ def offset_page(conn, label: str | None, page: int, per_page: int) -> tuple[list
 
 
 def median_ms(call, runs: int) -> float:
-    times = []
+    return paired_ms([call], runs)[0]
+
+
+def paired_ms(calls: list, runs: int) -> list[float]:
+    """Each call's median (ms) of `runs`, the calls taking turns: on a shared machine a drift
+    in load then weighs on each alike."""
+    times = [[] for _ in calls]
     for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+        for call, taken in zip(calls, times, strict=True):
+            started = time.perf_counter()
+            call()
+            taken.append(time.perf_counter() - started)
+    return [statistics.median(taken) * 1000 for taken in times]
 
 
 def pages_of(conn, label: str | None) -> dict[str, int]:
@@ -109,9 +117,14 @@ def measure(engine, kind: str, count: int, label: str | None, runs: int) -> dict
                 conn, label, number, PER_PAGE
             )
         row = {"database": kind, "drawings": count, "label": label or "all"}
-        for where, number in pages.items():
-            before = median_ms(lambda n=number: offset_page(conn, label, n, PER_PAGE), runs)
-            now = median_ms(lambda n=number: gallery.gallery_page(conn, label, n, PER_PAGE), runs)
+        for where, n in pages.items():
+            before, now = paired_ms(
+                [
+                    lambda: offset_page(conn, label, n, PER_PAGE),  # noqa: B023 (called at once)
+                    lambda: gallery.gallery_page(conn, label, n, PER_PAGE),  # noqa: B023
+                ],
+                runs,
+            )
             row[where] = f"{before:.1f} → {now:.1f}"
         row["anchors"] = f"{median_ms(lambda: gallery.anchors_of(conn, label), runs):.1f}"
     return row
