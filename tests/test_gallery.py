@@ -3,12 +3,11 @@ the pages OFFSET gives, and no more than the documented shift while the index ch
 
 from __future__ import annotations
 
-import time
+from types import SimpleNamespace
 
 import pytest
 
-from digits import db, gallery, records
-from digits.cached import SharedAnswer
+from digits import cached, db, gallery, records
 from digits.dataset import LABELS
 
 LABELS_READ = (None, "3", "none")
@@ -134,13 +133,16 @@ def test_a_page_past_the_end_is_empty_however_far(engine):
 
 
 def test_anchors_are_taken_again_once_stale(engine, monkeypatch):
-    monkeypatch.setattr(gallery, "_anchors", SharedAnswer(0.05))
+    """After ANCHOR_SECONDS on digits/cached.py's clock (a fake one: no sleep, no race)."""
+    now = [1000.0]
+    monkeypatch.setattr(cached, "time", SimpleNamespace(monotonic=lambda: now[0]))
     add(engine, [name(i) for i in range(30)])
     take_anchors(engine)
     delete(engine, [name(29), name(28)])  # the two newest: every later page shifts
     order = offset_order(engine, None)
+    now[0] += gallery.ANCHOR_SECONDS - 1
     assert page_names(engine, None, 3, 5) == order[8:13]  # shifted, as documented
-    time.sleep(0.1)
+    now[0] += 1
     assert page_names(engine, None, 3, 5) == order[10:15]  # anchors taken again: exact
 
 
