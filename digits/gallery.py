@@ -131,8 +131,8 @@ def newer_than(label: str | None, newest: Anchor) -> sa.Select:
 def entries_from(label: str | None, start: Anchor | None) -> sa.Select:
     """The shown entries' names from `start` on (None: from the newest), newest first: an index
     range scan, whose rows come in the index's order."""
-    at_or_after = [] if start is None else [position() <= start]
-    chosen = sa.select(db.drawings.c.name).where(*shown(label), *at_or_after)
+    from_start = [] if start is None else [position() <= start]
+    chosen = sa.select(db.drawings.c.name).where(*shown(label), *from_start)
     return chosen.order_by(*newest_first())
 
 

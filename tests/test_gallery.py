@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
 
 from digits import cached, db, gallery, records
 from digits.dataset import LABELS
@@ -158,3 +159,17 @@ def test_pages_near_the_newest_take_no_anchors(engine, monkeypatch):
     assert taken == []
     assert page_names(engine, None, 3, 5) == order[10:15]  # starts at 10: from an anchor
     assert len(taken) == 1
+
+
+def test_a_failed_anchors_pass_is_a_503_and_not_kept(engine, monkeypatch):
+    add(engine, [name(i) for i in range(10)])
+    anchors_of = gallery.anchors_of
+
+    def lost(*_):
+        raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(gallery, "anchors_of", lost)
+    with pytest.raises(db.DatabaseUnavailable):  # the API's 503
+        page_names(engine, None, 2, 3)
+    monkeypatch.setattr(gallery, "anchors_of", anchors_of)
+    assert page_names(engine, None, 2, 3) == offset_order(engine, None)[3:6]
