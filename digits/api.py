@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from digits import dataset, db, feedback, lifecycle, openapi, public, records, stats
+from digits import dataset, db, feedback, gallery, lifecycle, openapi, public, records, stats
 from digits import predict as prediction
 from digits.bodies import (
     BadInput,
@@ -118,7 +118,7 @@ def dataset_page():
         raise BadInput("label must be 0–9 or none")
     page, per_page = count_arg("page", 1), count_arg("per_page", 48, most=200)
     with db.reading(engine()) as conn:
-        shown, total = records.gallery_page(conn, label, page, per_page)
+        shown, total = gallery.gallery_page(conn, label, page, per_page)
     pages = max(1, -(-total // per_page))
     items = [gallery_item(meta) for meta in shown]
     return public.revalidated_json({"items": items, "page": page, "pages": pages, "total": total})

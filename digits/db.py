@@ -85,7 +85,8 @@ drawings = sa.Table(
     sa.Column("prediction_id", ID, nullable=True),
     # An admin's delete: kept as a row, so a feedback drawing is not copied back by a repair.
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
-    # With the name, a gallery page's OFFSET steps over index entries alone (records.gallery_page).
+    # The gallery's order (sort_key, then name) in the index alone: a page is a range from its
+    # anchor, and the anchors are one pass over it (digits/gallery.py).
     sa.Index(None, "deleted", "sort_key", "name"),
     sa.Index(None, "label", "deleted", "sort_key", "name"),
     sa.Index(None, "prediction_id"),  # which feedback drawings were copied (records.uncopied)

@@ -315,32 +315,6 @@ def counts(conn: Connection) -> dict[str, int]:
     return tally_by_label
 
 
-def gallery_page(
-    conn: Connection, label: str | None, page: int, per_page: int
-) -> tuple[list[dict], int]:
-    """One page of drawings, newest first, and how many there are in all. The page's names
-    come from the index alone (its OFFSET steps over index entries, not rows); then only
-    those rows are read."""
-    d = db.drawings
-    shown = [d.c.deleted.is_(False)] + ([d.c.label == label] if label else [])
-    names = (
-        sa.select(d.c.name)
-        .where(*shown)
-        .order_by(d.c.sort_key.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-        .subquery()
-    )
-    rows = conn.execute(
-        sa.select(d.c.name, d.c.label, d.c.created, d.c.source)
-        .join_from(d, names, d.c.name == names.c.name)
-        .order_by(d.c.sort_key.desc())
-    ).all()
-    tally = counts(conn)
-    total = tally[label] if label else sum(tally.values())
-    return [row._asdict() for row in rows], total
-
-
 def drawing_rows(conn: Connection, after: str = "", limit: int = CHUNK) -> list[dict]:
     """The shown drawings after the name `after`, in name order, as the index has them (name,
     label, source, created): an export's next chunk, whose metadata need not be read again."""

@@ -274,3 +274,10 @@ def test_a_failed_copy_keeps_the_png_another_copy_committed(tmp_path):
     with pytest.raises(StorageError):  # a second copy of the same drawing, at the same time
         dataset.save_drawing(MetadataRefused(tmp_path / "s"), drawing_png(), "3", "copy", name=name)
     assert dataset.image(LocalStorage(tmp_path / "s"), done) == drawing_png()
+
+
+def test_the_largest_page_number_is_an_empty_page(client, drawing_url):
+    save(client, drawing_url, 4)
+    response = client.get("/api/dataset?page=999999999999999999&per_page=200")
+    assert response.status_code == 200  # its OFFSET alone would be past SQL's integers
+    assert response.json == {"items": [], "page": 999999999999999999, "pages": 1, "total": 1}

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from digits import dataset, db, feedback, rebuild, records
+from digits import dataset, db, feedback, gallery, rebuild, records
 from digits.cli_db import db_group
 from digits.nets import NETS
 from digits.storage import LocalStorage
@@ -96,7 +96,7 @@ def test_an_existing_deployment_moves_onto_the_database(store, engine):
     with db.reading(engine) as conn:
         answer = records.accuracy_stats(conn)
         tally = records.counts(conn)
-        page, total = records.gallery_page(conn, None, 1, 48)
+        page, total = gallery.gallery_page(conn, None, 1, 48)
         pending = {net: records.pending(conn, net) for net in NETS}
     every = [feedback.load(store, i) for i in feedback.ids(store)]
     assert answer == reference_stats(every)

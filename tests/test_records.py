@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from digits import db, feedback, records
+from digits import db, feedback, gallery, records
 from digits.dataset import LABELS
 from digits.storage import LocalStorage
 from tests.helpers import (
@@ -126,13 +126,13 @@ def test_gallery_pages_newest_first_and_counts_in_one_query(engine):
         assert not records.mark_deleted(conn, NAMES[-1])  # deleted already
         assert not records.mark_deleted(conn, "3_nothing_here")
     with db.reading(engine) as conn:
-        items, total = records.gallery_page(conn, None, 1, 4)
+        items, total = gallery.gallery_page(conn, None, 1, 4)
         assert total == 29
         assert [i["name"] for i in items] == NAMES[-2:-6:-1]
         assert items[0] == meta(NAMES[-2])
-        last, _ = records.gallery_page(conn, None, 8, 4)
+        last, _ = gallery.gallery_page(conn, None, 8, 4)
         assert [i["name"] for i in last] == [NAMES[0]]
-        threes, total = records.gallery_page(conn, "3", 1, 48)
+        threes, total = gallery.gallery_page(conn, "3", 1, 48)
         assert total == 3 and {i["label"] for i in threes} == {"3"}
         tally = records.counts(conn)
         assert records.is_deleted(conn, NAMES[-1]) and not records.is_deleted(conn, NAMES[0])
