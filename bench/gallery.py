@@ -53,15 +53,11 @@ def index_rows(count: int) -> list[dict]:
 
 
 def fill(engine, count: int) -> None:
-    """The rows, then the statistics and visibility map a live database has from autovacuum.
-    Twice: the first VACUUM right after the insert left every page of the table not
-    all-visible here (pg_class.relallvisible 0 of 718 at 50k; the test server runs with
-    synchronous_commit off, a likely reason), so each index-only scan read the table too; the
-    second set them all."""
+    """The rows, then the statistics and visibility map a live database has from autovacuum
+    (`analyze` runs VACUUM twice: see why there)."""
     with db.writing(engine) as conn:
         rebuild.insert_all(conn, db.drawings, index_rows(count))
         records.recount(conn)
-    analyze(engine)
     analyze(engine)
 
 
