@@ -410,3 +410,22 @@ def test_a_pass_backfills_the_dataset_copies_that_failed(tmp_path, reference, mo
     outcomes = learner.learn_pending(storage, engine, "unused", reference, learner.Settings())
     assert {outcome.status for outcome in outcomes} == {"nothing to learn"}
     assert sorted(dataset.names(storage)) == ["4_pfour", "none_pnone"]
+
+
+def test_fine_tune_keeps_batch_norm_statistics_and_learns(reference):
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), layers.Flatten(), layers.Dense(16, use_bias=False)]
+        + [layers.BatchNormalization(), layers.ReLU(), layers.Dense(10, "softmax")]
+    )
+    dense, norm = model.layers[1], model.layers[2]
+    statistics = [w.copy() for w in norm.get_weights()]
+    kernel = dense.get_weights()[0].copy()
+    x, y = reference.train_x[:64, ..., None], reference.train_y[:64]
+    settings = learner.Settings(**SMALL)
+    learner.fine_tune("cnn", model, x, y, np.ones(len(y), np.float32), settings)
+    for kept, now in zip(statistics, norm.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, now)  # gamma, beta, moving mean and variance
+    assert not np.allclose(kernel, dense.get_weights()[0])
