@@ -31,12 +31,11 @@ from digits.holdout import is_held_out
 from digits.nets import NETS
 from digits.preprocess import to_mnist
 
-# Chosen so both nets train from scratch in under 10 minutes on 2 idle CPU cores. Measured:
-# an FNN epoch takes about 10 s and a CNN epoch 48-54 s, of which about 3.5 s is augmentation.
-# With 15 FNN epochs the whole run took 10 min 6 s; with 10 (98.86% on MNIST test, target
-# 98.3%) and the FNN's augmentation overlapped, 9 min 48 s. (Those runs had 60k digits; with
-# the real strokes there are 77k, and the one run so far, on cores shared with other jobs, took
-# 65.7 min: see the README.)
+# Chosen so both nets train from scratch within 20 minutes on 2 CPU cores, on MNIST and the
+# real strokes (77k digits). Measured on 2026-12-08 with the cores to itself: 15 min 24 s in
+# all (data 55 s, the FNN 108 s at 6-12 s an epoch, the CNN 739 s at 67-82 s an epoch plus
+# about 6 s of augmentation). This host's speed varies: the same CNN epoch took 0.70-1.61 ms
+# a digit in back-to-back runs, so a slow hour can add a few minutes (see the README).
 EPOCHS = {"fnn": 10, "cnn": 9}
 PEAK_LR = {"fnn": 2e-3, "cnn": 3e-3}
 # Augment the next epoch while this one trains? Keras leaves a core idle for the FNN (about
@@ -44,10 +43,6 @@ PEAK_LR = {"fnn": 2e-3, "cnn": 3e-3}
 # busy (about 190%), and overlapping slowed it from 451 s to 589 s (measured on 2 cores).
 OVERLAP_AUGMENTATION = {"fnn": True, "cnn": False}
 AUGMENT = {"fnn": augment.FNN_AUGMENT, "cnn": augment.CNN_AUGMENT}
-# Targets of 0.9 and 0.01 instead of 1 and 0 for the CNN (an experiment of 2026-12-08: see
-# bench/README.md): the MNIST test digits it misses since learning real strokes are 1s, 2s and
-# 7s read as each other, where certainty from one style costs the other.
-LABEL_SMOOTHING = {"fnn": 0.0, "cnn": 0.1}
 BATCH_SIZE = 128
 # Users' drawings are few next to 60k MNIST digits; repeating them gives them some weight.
 USER_REPEAT = 3
@@ -156,19 +151,11 @@ def lr_schedule(total_steps: int, peak: float) -> keras.optimizers.schedules.Lea
     )
 
 
-def compile_model(
-    model: keras.Model, learning_rate=1e-3, label_smoothing: float = 0.0
-) -> keras.Model:
-    """Adam + cross-entropy; `learning_rate` may be a float or a schedule. Labels are digits,
-    or one-hot rows (`one_hot`) when `label_smoothing` is on: Keras smooths only those."""
-    loss = (
-        keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-        if label_smoothing
-        else "sparse_categorical_crossentropy"
-    )
+def compile_model(model: keras.Model, learning_rate=1e-3) -> keras.Model:
+    """Adam + sparse cross-entropy; `learning_rate` may be a float or a schedule."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=loss,
+        loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         # XLA made these small nets 2x slower on the CPU here (measured).
         jit_compile=False,
@@ -233,16 +220,11 @@ def train_net(net: str, data: Data, epochs: int, verbose: int = 1) -> tuple[kera
     keras.utils.set_random_seed(1 if net == "fnn" else 2)
     model = recipes.RECIPES[net]()
     steps = epochs * int(np.ceil(len(data.x_train) / BATCH_SIZE))
-    compile_model(model, lr_schedule(steps, PEAK_LR[net]), LABEL_SMOOTHING[net])
+    compile_model(model, lr_schedule(steps, PEAK_LR[net]))
     start = time.perf_counter()
     overlap = OVERLAP_AUGMENTATION[net]
-    y = one_hot(data.y_train) if LABEL_SMOOTHING[net] else data.y_train
-    fit(model, data.x_train, y, epochs, AUGMENT[net], verbose=verbose, overlap=overlap)
+    fit(model, data.x_train, data.y_train, epochs, AUGMENT[net], verbose=verbose, overlap=overlap)
     return model, time.perf_counter() - start
-
-
-def one_hot(y: np.ndarray) -> np.ndarray:
-    return np.eye(recipes.NUM_CLASSES, dtype=np.float32)[y]
 
 
 # ---------------------------------------------------------------- evaluation

@@ -201,18 +201,3 @@ def test_feedback_drawings_are_held_out_like_their_predictions():
         assert dataset.label_of(name) == "3"
         assert training.is_held_out(dataset.meta_key(name)) == learner.held_out({"id": pid})
     assert 0 < sum(learner.held_out({"id": pid}) for pid in ids) < 90
-
-
-def test_label_smoothing_trains_on_one_hot_rows():
-    import keras
-    from keras import layers
-
-    x, y = fixture_split()
-    model = keras.Sequential(
-        [keras.Input((28, 28, 1)), layers.Flatten(), layers.Dense(10, "softmax")]
-    )
-    training.compile_model(model, 1e-3, label_smoothing=0.1)
-    targets = training.one_hot(y[:32])
-    assert targets.shape == (32, 10) and (targets.argmax(axis=1) == y[:32]).all()
-    history = model.fit(x[:32, ..., None], targets, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0]) and "accuracy" in history.history
