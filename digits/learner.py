@@ -266,7 +266,7 @@ def training_set(
     # Seeded by the batch, so each update replays a different slice of MNIST.
     rng = np.random.default_rng([settings.seed, len(new), len(replay), len(ref.train_x)])
     new_x = np.repeat(np.stack([s.x for s in new]), settings.copies, axis=0)
-    new_x = augment.augment_batch(new_x, rng, AUGMENTS[net])
+    new_x = augmented(new_x, rng, AUGMENTS[net])
     new_y = np.repeat([s.y for s in new], settings.copies)
     new_w = np.repeat([s.weight for s in new], settings.copies)
     count = max(settings.replay_min, int(len(new_x) * settings.replay_ratio))
@@ -275,7 +275,7 @@ def training_set(
     parts_x, parts_y = [new_x, replayed], [new_y, ref.train_y[pick]]
     parts_w = [new_w, np.ones(len(pick))]
     if replay:
-        parts_x.append(augment.augment_batch(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
+        parts_x.append(augmented(np.stack([s.x for s in replay]), rng, AUGMENTS[net]))
         parts_y.append(np.array([s.y for s in replay]))
         parts_w.append(np.array([s.weight for s in replay]))
     order = rng.permutation(sum(len(part) for part in parts_y))
@@ -292,6 +292,12 @@ def shuffled(parts: list[np.ndarray], order: np.ndarray) -> np.ndarray:
         out[where[start : start + len(part)]] = part
         start += len(part)
     return out
+
+
+def augmented(x: np.ndarray, rng: np.random.Generator, aug: augment.Augment) -> np.ndarray:
+    """On one thread: the trainer's peak memory (bench/trainer_memory.py, 762-824 MB against a
+    900 MB budget) was measured with one chunk's temporaries at a time, not two."""
+    return augment.augment_batch(x, rng, aug, workers=1)
 
 
 def fine_tune(net: str, model, x: np.ndarray, y: np.ndarray, w: np.ndarray, settings: Settings):
