@@ -100,9 +100,7 @@ def paired_ms(calls: list, runs: int) -> list[float]:
 
 
 def pages_of(conn, label: str | None) -> dict[str, int]:
-    tally = records.counts(conn)
-    total = tally[label] if label else sum(tally.values())
-    last = -(-total // PER_PAGE)
+    last = -(-records.shown_count(conn, label) // PER_PAGE)
     return {"first": 1, "middle": (last + 1) // 2, "last": last}
 
 

@@ -207,7 +207,7 @@ def give_back(engine: Engine, job: dict, error: str) -> None:
 
 def drawing_count(engine: Engine) -> int:
     with db.reading(engine) as conn:
-        return sum(records.counts(conn).values())
+        return records.shown_count(conn)
 
 
 def rows_after(engine: Engine, after: str) -> list[dict]:

@@ -52,8 +52,7 @@ def gallery_page(
     conn: Connection, label: str | None, page: int, per_page: int
 ) -> tuple[list[dict], int]:
     """One page of drawings, newest first, and how many there are in all (the kept counts)."""
-    tally = records.counts(conn)
-    total = tally[label] if label else sum(tally.values())
+    total = records.shown_count(conn, label)
     d = db.drawings
     names = page_names(conn, label, (page - 1) * per_page, per_page, total).subquery()
     rows = conn.execute(

@@ -315,6 +315,12 @@ def counts(conn: Connection) -> dict[str, int]:
     return tally_by_label
 
 
+def shown_count(conn: Connection, label: str | None = None) -> int:
+    """How many drawings are shown under `label`, or under every label (None)."""
+    tally = counts(conn)
+    return tally[label] if label else sum(tally.values())
+
+
 def drawing_rows(conn: Connection, after: str = "", limit: int = CHUNK) -> list[dict]:
     """The shown drawings after the name `after`, in name order, as the index has them (name,
     label, source, created): an export's next chunk, whose metadata need not be read again."""

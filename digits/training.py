@@ -189,9 +189,9 @@ def fit(
 
     Augmenting a whole epoch in numpy (`augment_batch`, two threads) takes about 6 s for the
     CNN's 77k digits; augmenting per batch in a PyDataset made training several times slower
-    on 2 cores (measured). With `overlap`, the
-    next epoch is augmented in a thread while this one trains. The draws come from one
-    generator in epoch order, so the data are the same as in series.
+    on 2 cores (measured). With `overlap`, the next epoch is augmented in a thread while this
+    one trains. The draws come from one generator in epoch order, so the data are the same as
+    in series.
     """
     rng = np.random.default_rng(seed)
     progress = EpochOfTotal(epochs)
